@@ -1,0 +1,1 @@
+"""The botrix_site Django project that serves the jobupdates app."""

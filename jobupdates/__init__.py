@@ -1,0 +1,1 @@
+"""Push job status updates from Redis to WebSocket clients through Django Channels."""

@@ -1,0 +1,20 @@
+"""App configuration: registers the system checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class JobUpdatesConfig(AppConfig):
+    """The ``jobupdates`` Django app."""
+
+    name = "jobupdates"
+    verbose_name = "Job updates"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from jobupdates.checks import check_channel_layer, check_settings
+
+        checks.register(check_settings)
+        checks.register(check_channel_layer)

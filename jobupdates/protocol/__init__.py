@@ -1,0 +1,58 @@
+"""Sans-I/O protocol of the job-updates component.
+
+Parsing, validation and encoding of everything that crosses a trust boundary,
+as pure functions and dataclasses with no Django, asyncio or Redis imports,
+the way python-websockets keeps its protocol apart from its I/O:
+
+* :mod:`~jobupdates.protocol.updates`: the messages workers PUBLISH on Redis;
+* :mod:`~jobupdates.protocol.frames`: the frames exchanged with clients, with
+  their error and close codes.
+
+Every wire value (message types, reasons, error and close codes) is a named enum.
+"""
+
+from __future__ import annotations
+
+from jobupdates.protocol.frames import (
+    MAX_CLIENT_FRAME_BYTES,
+    ClientMessage,
+    ClientMessageType,
+    CloseCode,
+    ErrorCode,
+    FrameError,
+    ServerMessageType,
+    error_frame,
+    parse_client_frame,
+    pong_frame,
+    welcome_frame,
+)
+from jobupdates.protocol.updates import (
+    DEFAULT_STATUSES,
+    JOB_UPDATE_EVENT,
+    MAX_JOB_ID_LENGTH,
+    InvalidJobUpdate,
+    JobUpdate,
+    RejectReason,
+    parse_job_update,
+)
+
+__all__ = [
+    "DEFAULT_STATUSES",
+    "JOB_UPDATE_EVENT",
+    "MAX_CLIENT_FRAME_BYTES",
+    "MAX_JOB_ID_LENGTH",
+    "ClientMessage",
+    "ClientMessageType",
+    "CloseCode",
+    "ErrorCode",
+    "FrameError",
+    "InvalidJobUpdate",
+    "JobUpdate",
+    "RejectReason",
+    "ServerMessageType",
+    "error_frame",
+    "parse_client_frame",
+    "parse_job_update",
+    "pong_frame",
+    "welcome_frame",
+]

@@ -1,0 +1,133 @@
+"""Client frames: what a browser may send, and every frame the server sends.
+
+Pure: no Django, asyncio or I/O. :func:`parse_client_frame` turns a WebSocket
+frame into a :class:`ClientMessage` or raises :class:`FrameError` with the
+:class:`ErrorCode` to send back.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+
+from jobupdates.protocol._json import describe, dumps
+
+MAX_CLIENT_FRAME_BYTES = 4096
+"""The largest client frame parsed; the client protocol only has tiny frames."""
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an ``{"type": "error"}`` frame sent to a client."""
+
+    UNAUTHENTICATED = "unauthenticated"
+    BINARY_FRAME = "binary_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_TYPE = "unknown_type"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses (4000-4999 are application codes)."""
+
+    NORMAL = 1000
+    UNAUTHENTICATED = 4401
+
+
+class ServerMessageType(enum.StrEnum):
+    """The ``type`` of each frame the server sends."""
+
+    WELCOME = "welcome"
+    JOB_UPDATE = "job_update"
+    PONG = "pong"
+    ERROR = "error"
+
+
+class ClientMessageType(enum.StrEnum):
+    """The ``type`` of each frame a client may send."""
+
+    PING = "ping"
+
+
+class FrameError(ValueError):
+    """A client frame that cannot be handled.
+
+    Attributes:
+        code: The error code sent back to the client.
+        detail: What was expected and what came instead.
+    """
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+_CLIENT_TYPES = frozenset(t.value for t in ClientMessageType)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """A valid frame from a client.
+
+    Attributes:
+        type: What the client asks for.
+    """
+
+    type: ClientMessageType
+
+
+def parse_client_frame(text: str | None, data: bytes | None) -> ClientMessage:
+    """Parse one frame received from a client.
+
+    Args:
+        text: The frame's text, for a text frame.
+        data: The frame's bytes, for a binary frame.
+
+    Returns:
+        The client's message.
+
+    Raises:
+        FrameError: With the :class:`ErrorCode` to send back.
+    """
+    if text is None:
+        raise FrameError(
+            ErrorCode.BINARY_FRAME,
+            f"expected a JSON text frame, got a binary frame of {len(data or b'')} bytes",
+        )
+    if len(text) > MAX_CLIENT_FRAME_BYTES:
+        raise FrameError(
+            ErrorCode.FRAME_TOO_LARGE,
+            f"expected at most {MAX_CLIENT_FRAME_BYTES} characters, got {len(text)}",
+        )
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError(
+            ErrorCode.INVALID_JSON, "expected a JSON object, got invalid JSON"
+        ) from None
+    if not isinstance(value, dict):
+        raise FrameError(ErrorCode.NOT_AN_OBJECT, f"expected a JSON object, got {describe(value)}")
+    kind = value.get("type")
+    if isinstance(kind, str) and kind in _CLIENT_TYPES:
+        return ClientMessage(type=ClientMessageType(kind))
+    expected = ", ".join(repr(t.value) for t in ClientMessageType)
+    raise FrameError(
+        ErrorCode.UNKNOWN_TYPE, f"expected type to be one of {expected}, got {kind!r:.60}"
+    )
+
+
+def welcome_frame(client_id: str) -> str:
+    """Return the first frame an accepted client receives."""
+    return dumps({"type": ServerMessageType.WELCOME.value, "client_id": client_id})
+
+
+def pong_frame() -> str:
+    """Return the answer to a client's ``ping``."""
+    return dumps({"type": ServerMessageType.PONG.value})
+
+
+def error_frame(code: ErrorCode, message: str) -> str:
+    """Return an ``error`` frame with a stable code and a human-readable message."""
+    return dumps({"type": ServerMessageType.ERROR.value, "code": code.value, "message": message})

@@ -1,0 +1,200 @@
+"""Job updates from Redis: parse and validate what a worker PUBLISHes.
+
+Pure: no Django, asyncio or I/O. :func:`parse_job_update` turns the raw bytes
+into a :class:`JobUpdate` or raises :class:`InvalidJobUpdate` with a
+:class:`RejectReason`; :meth:`JobUpdate.to_frame` encodes the client frame once.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from jobupdates.protocol._json import describe, dumps
+from jobupdates.protocol.frames import ServerMessageType
+
+DEFAULT_STATUSES: tuple[str, ...] = (
+    "pending",
+    "queued",
+    "processing",
+    "completed",
+    "failed",
+    "cancelled",
+)
+"""The job statuses accepted when ``JOBUPDATES_STATUSES`` is not set."""
+
+MAX_JOB_ID_LENGTH = 255
+"""The longest ``job_id`` accepted, in characters."""
+
+JOB_UPDATE_EVENT = "job.update"
+"""Channel-layer event type of a job update; its ``text`` is the client frame."""
+
+
+class RejectReason(enum.StrEnum):
+    """Why a message from Redis was rejected: a stable, loggable code."""
+
+    TOO_LARGE = "too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    TOO_DEEP = "too_deep"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_JOB_ID = "missing_job_id"
+    INVALID_JOB_ID = "invalid_job_id"
+    INVALID_STATUS = "invalid_status"
+    UNKNOWN_STATUS = "unknown_status"
+    UNENCODABLE = "unencodable"
+
+
+class InvalidJobUpdate(ValueError):
+    """A Redis payload that is not a valid job update.
+
+    Attributes:
+        reason: The machine-readable reason code.
+        detail: What was expected and what came instead.
+    """
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """A validated job update, as published by a worker.
+
+    Attributes:
+        job_id: The job's identifier (an integer ``job_id`` becomes its decimal text).
+        status: One of the configured statuses.
+        data: Any JSON value the worker attached; ``None`` when it sent none.
+    """
+
+    job_id: str
+    status: str
+    data: Any = None
+
+    def to_frame(self) -> str:
+        """Return the ``job_update`` text frame that clients receive.
+
+        Raises:
+            InvalidJobUpdate: If the update holds text that is not valid
+                Unicode (a lone surrogate from a ``\\ud800`` escape).
+        """
+        frame = dumps(
+            {
+                "type": ServerMessageType.JOB_UPDATE.value,
+                "job_id": self.job_id,
+                "status": self.status,
+                "data": self.data,
+            }
+        )
+        try:
+            frame.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidJobUpdate(
+                RejectReason.UNENCODABLE,
+                f"expected valid Unicode text, got a lone surrogate at offset {exc.start}",
+            ) from None
+        return frame
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJobUpdate(
+        RejectReason.INVALID_JSON, f"expected a JSON number, got the non-standard constant {name}"
+    )
+
+
+def _loads_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidJobUpdate(
+            RejectReason.TOO_DEEP,
+            "expected JSON nested within the parser's recursion limit, got deeper nesting",
+        ) from None
+    except InvalidJobUpdate:
+        raise
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        raise InvalidJobUpdate(RejectReason.INVALID_JSON, f"expected JSON, {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidJobUpdate(
+            RejectReason.NOT_AN_OBJECT, f"expected a JSON object, got {describe(value)}"
+        )
+    return value
+
+
+def _job_id(payload: dict[str, Any]) -> str:
+    if "job_id" not in payload or payload["job_id"] is None:
+        raise InvalidJobUpdate(RejectReason.MISSING_JOB_ID, "expected a job_id field, got none")
+    raw = payload["job_id"]
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise InvalidJobUpdate(
+            RejectReason.INVALID_JOB_ID,
+            f"expected job_id to be a string or an integer, got {describe(raw)}",
+        )
+    job_id = str(raw)
+    if not job_id.strip():
+        raise InvalidJobUpdate(RejectReason.MISSING_JOB_ID, "expected a non-empty job_id, got ''")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise InvalidJobUpdate(
+            RejectReason.INVALID_JOB_ID,
+            f"expected job_id of at most {MAX_JOB_ID_LENGTH} characters, got {len(job_id)}",
+        )
+    return job_id
+
+
+def _status(payload: dict[str, Any], statuses: Collection[str]) -> str:
+    status = payload.get("status")
+    if not isinstance(status, str):
+        raise InvalidJobUpdate(
+            RejectReason.INVALID_STATUS, f"expected status to be a string, got {describe(status)}"
+        )
+    if status not in statuses:
+        shown = status if len(status) <= 40 else status[:40] + "..."
+        raise InvalidJobUpdate(
+            RejectReason.UNKNOWN_STATUS,
+            f"expected status to be one of {', '.join(statuses)}; got {shown!r}",
+        )
+    return status
+
+
+def parse_job_update(
+    payload: bytes | str,
+    *,
+    statuses: Collection[str] = DEFAULT_STATUSES,
+    max_bytes: int = 1024 * 1024,
+) -> JobUpdate:
+    """Parse and validate one message published on the updates channel.
+
+    The worker's format is ``{"job_id": "...", "status": "...", "data": {...}}``.
+    Fields other than these three are ignored.
+
+    Args:
+        payload: The raw message, as Redis delivered it.
+        statuses: The statuses to accept.
+        max_bytes: The largest payload to accept, in bytes.
+
+    Returns:
+        The validated update.
+
+    Raises:
+        InvalidJobUpdate: With a :class:`RejectReason` and what was expected.
+    """
+    raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+    if len(raw) > max_bytes:
+        raise InvalidJobUpdate(
+            RejectReason.TOO_LARGE, f"expected at most {max_bytes} bytes, got {len(raw)}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJobUpdate(
+            RejectReason.INVALID_UTF8, f"expected UTF-8, got invalid byte(s) at offset {exc.start}"
+        ) from None
+    fields = _loads_object(text)
+    return JobUpdate(
+        job_id=_job_id(fields), status=_status(fields, statuses), data=fields.get("data")
+    )

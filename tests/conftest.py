@@ -1,0 +1,84 @@
+"""Fixtures shared by the suite: throwaway Redis servers and the project's processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from botrix_site.redis_server import RedisServer
+from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+
+STAFF = ("staff", "staff-password-1")
+PLAIN = ("plain", "plain-password-1")
+CHANNEL = "botrix:jobs:updates"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port, gone after the test."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def publish(redis_server: RedisServer) -> Iterator[object]:
+    """PUBLISH on the updates channel exactly as a worker does; returns the receiver count."""
+    client = redis.Redis.from_url(redis_server.url)
+
+    def _publish(payload: str | bytes, channel: str = CHANNEL) -> int:
+        return int(client.publish(channel, payload))
+
+    yield _publish
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database with a staff user and a plain user, for real processes."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'db.sqlite3'}"
+    env = child_env(DATABASE_URL=url)
+    manage(env, "migrate", "--verbosity", "0")
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User;"
+        f"User.objects.create_user({STAFF[0]!r}, password={STAFF[1]!r}, is_staff=True);"
+        f"User.objects.create_user({PLAIN[0]!r}, password={PLAIN[1]!r})",
+    )
+    return url
+
+
+@dataclass
+class Stack:
+    """Redis, one Daphne and one bridge, as deployed."""
+
+    redis: RedisServer
+    env: dict[str, str]
+    daphne: Process
+    port: int
+    bridge: Process
+
+    def restart_bridge(self) -> None:
+        self.bridge = start_bridge(self.env)
+
+
+@pytest.fixture
+def stack(redis_server: RedisServer, e2e_database: str) -> Iterator[Stack]:
+    env = child_env(REDIS_URL=redis_server.url, DATABASE_URL=e2e_database)
+    daphne, port = start_daphne(env)
+    bridge = start_bridge(env)
+    running = Stack(redis_server, env, daphne, port, bridge)
+    yield running
+    running.bridge.stop()
+    running.daphne.stop()
+
+
+@pytest.fixture
+def staff_cookie(stack: Stack) -> str:
+    from tests.support.clients import login
+
+    return login(stack.port, *STAFF)

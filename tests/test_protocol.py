@@ -1,0 +1,166 @@
+"""The sans-I/O protocol: Redis payloads and client frames, on tables of inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobupdates import protocol
+from jobupdates.protocol import (
+    ClientMessageType,
+    ErrorCode,
+    FrameError,
+    InvalidJobUpdate,
+    JobUpdate,
+    RejectReason,
+    parse_client_frame,
+    parse_job_update,
+)
+
+GOOD = [
+    (
+        b'{"job_id":"j-1","status":"completed","data":{"k":"v"}}',
+        JobUpdate("j-1", "completed", {"k": "v"}),
+    ),
+    ('{"job_id":"j-1","status":"queued"}', JobUpdate("j-1", "queued", None)),
+    (b'{"job_id":42,"status":"failed","data":[1,2]}', JobUpdate("42", "failed", [1, 2])),
+    (
+        b'{"job_id":"j","status":"pending","data":"text","extra":1}',
+        JobUpdate("j", "pending", "text"),
+    ),
+    (
+        '{"job_id":"ジョブ","status":"processing","data":{"msg":"日本"}}'.encode(),
+        JobUpdate("ジョブ", "processing", {"msg": "日本"}),
+    ),
+    (b' {"job_id":"j","status":"cancelled","data":null} ', JobUpdate("j", "cancelled", None)),
+    (
+        b'{"job_id":"j","status":"completed","data":{"n":' + b"9" * 4000 + b"}}",
+        JobUpdate("j", "completed", {"n": int("9" * 4000)}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), GOOD)
+def test_valid_payloads_parse(payload, expected):
+    assert parse_job_update(payload) == expected
+
+
+BAD = [
+    (b"", RejectReason.INVALID_JSON),
+    (b"not json", RejectReason.INVALID_JSON),
+    (b'{"job_id":"a",', RejectReason.INVALID_JSON),
+    (b"\xff\xfe{}", RejectReason.INVALID_UTF8),
+    (b'{"job_id":"\xed\xa0\x80","status":"completed"}', RejectReason.INVALID_UTF8),
+    (b"[1]", RejectReason.NOT_AN_OBJECT),
+    (b"null", RejectReason.NOT_AN_OBJECT),
+    (b'"s"', RejectReason.NOT_AN_OBJECT),
+    (b"{}", RejectReason.MISSING_JOB_ID),
+    (b'{"job_id":null,"status":"completed"}', RejectReason.MISSING_JOB_ID),
+    (b'{"job_id":"","status":"completed"}', RejectReason.MISSING_JOB_ID),
+    (b'{"job_id":" \\t","status":"completed"}', RejectReason.MISSING_JOB_ID),
+    (b'{"job_id":true,"status":"completed"}', RejectReason.INVALID_JOB_ID),
+    (b'{"job_id":1.5,"status":"completed"}', RejectReason.INVALID_JOB_ID),
+    (b'{"job_id":{"a":1},"status":"completed"}', RejectReason.INVALID_JOB_ID),
+    (b'{"job_id":"' + b"x" * 256 + b'","status":"completed"}', RejectReason.INVALID_JOB_ID),
+    (b'{"job_id":"a"}', RejectReason.INVALID_STATUS),
+    (b'{"job_id":"a","status":1}', RejectReason.INVALID_STATUS),
+    (b'{"job_id":"a","status":null}', RejectReason.INVALID_STATUS),
+    (b'{"job_id":"a","status":"done"}', RejectReason.UNKNOWN_STATUS),
+    (b'{"job_id":"a","status":"COMPLETED"}', RejectReason.UNKNOWN_STATUS),
+    (b'{"job_id":"a","status":"completed","data":NaN}', RejectReason.INVALID_JSON),
+    (b'{"job_id":"a","status":"completed","data":-Infinity}', RejectReason.INVALID_JSON),
+    (b'{"job_id":"a","status":"completed","data":' + b"9" * 5000 + b"}", RejectReason.INVALID_JSON),
+    (b"[" * 50_000 + b"]" * 50_000, RejectReason.TOO_DEEP),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), BAD)
+def test_invalid_payloads_are_rejected_with_their_reason(payload, reason):
+    with pytest.raises(InvalidJobUpdate) as rejected:
+        parse_job_update(payload)
+    assert rejected.value.reason is reason
+    assert rejected.value.detail.startswith("expected"), rejected.value.detail
+
+
+def test_oversize_payload_is_rejected_before_decoding():
+    with pytest.raises(InvalidJobUpdate) as rejected:
+        parse_job_update(b"\xff" * 11, max_bytes=10)
+    assert rejected.value.reason is RejectReason.TOO_LARGE
+    assert rejected.value.detail == "expected at most 10 bytes, got 11"
+    assert parse_job_update(b'{"job_id":"a","status":"queued"}', max_bytes=32).job_id == "a"
+
+
+def test_statuses_are_configurable():
+    assert (
+        parse_job_update(b'{"job_id":"a","status":"paused"}', statuses=("paused",)).status
+        == "paused"
+    )
+    with pytest.raises(InvalidJobUpdate, match="one of paused; got 'queued'"):
+        parse_job_update(b'{"job_id":"a","status":"queued"}', statuses=("paused",))
+
+
+def test_frame_has_exactly_the_four_fields_and_keeps_unicode():
+    frame = JobUpdate("j-1", "completed", {"k": "v", "u": "é"}).to_frame()
+    assert json.loads(frame) == {
+        "type": "job_update",
+        "job_id": "j-1",
+        "status": "completed",
+        "data": {"k": "v", "u": "é"},
+    }
+    assert "é" in frame
+
+
+def test_lone_surrogate_cannot_reach_a_client():
+    update = parse_job_update(b'{"job_id":"a","status":"queued","data":"\\ud800"}')
+    with pytest.raises(InvalidJobUpdate) as rejected:
+        update.to_frame()
+    assert rejected.value.reason is RejectReason.UNENCODABLE
+
+
+CLIENT_BAD = [
+    (None, b"\x00", ErrorCode.BINARY_FRAME),
+    ("x" * 4097, None, ErrorCode.FRAME_TOO_LARGE),
+    ("nope", None, ErrorCode.INVALID_JSON),
+    ("[" * 3000, None, ErrorCode.INVALID_JSON),
+    ("[]", None, ErrorCode.NOT_AN_OBJECT),
+    ("{}", None, ErrorCode.UNKNOWN_TYPE),
+    ('{"type":"PING"}', None, ErrorCode.UNKNOWN_TYPE),
+    ('{"type":["ping"]}', None, ErrorCode.UNKNOWN_TYPE),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "code"), CLIENT_BAD)
+def test_bad_client_frames_get_a_code(text, data, code):
+    with pytest.raises(FrameError) as error:
+        parse_client_frame(text, data)
+    assert error.value.code is code
+    assert error.value.detail.startswith("expected"), error.value.detail
+
+
+def test_ping_frame():
+    assert parse_client_frame('{"type":"ping"}', None).type is ClientMessageType.PING
+
+
+def test_server_frames():
+    assert json.loads(protocol.welcome_frame("abc")) == {"type": "welcome", "client_id": "abc"}
+    assert json.loads(protocol.pong_frame()) == {"type": "pong"}
+    assert json.loads(protocol.error_frame(ErrorCode.UNAUTHENTICATED, "log in")) == {
+        "type": "error",
+        "code": "unauthenticated",
+        "message": "log in",
+    }
+
+
+def test_protocol_is_sans_io():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jobupdates.protocol;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in"
+        " {'django', 'asyncio', 'redis', 'channels', 'socket'});"
+        "print(bad); sys.exit(bool(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, f"protocol imported I/O modules: {result.stdout}{result.stderr}"
