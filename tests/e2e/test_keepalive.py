@@ -43,8 +43,12 @@ def read_until_dropped(sock: socket.socket) -> bytes:
 @pytest.fixture
 def fast_ping_daphne(redis_server, e2e_database):
     env = child_env(REDIS_URL=redis_server.url, DATABASE_URL=e2e_database)
-    argv = [sys.executable, "-m", "daphne",
-            *daphne_argv("127.0.0.1", 0, "--ping-interval", "1", "--ping-timeout", "2")]
+    argv = [
+        sys.executable,
+        "-m",
+        "daphne",
+        *daphne_argv("127.0.0.1", 0, "--ping-interval", "1", "--ping-timeout", "2"),
+    ]
     process = Process("daphne", argv, env)
     port = int(process.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
     yield process, port
