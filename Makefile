@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install system-deps clean
+
+# Debian packages some end-to-end tests need (nginx in front of Daphne, Chromium
+# for the browser tests). Installed when missing and possible (root with
+# apt-get); elsewhere the tests that need them skip with a loud message.
+SYSTEM_PACKAGES := nginx chromium
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,8 +30,19 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "!!! cannot install$$missing (needs root and apt-get): the tests that need them will be SKIPPED !!!"; \
+	fi
+
 ## test: lint, then the whole suite against throwaway Redis servers of its own
-test: lint
+test: lint system-deps
 	$(PY) -m pytest
 
 clean:
