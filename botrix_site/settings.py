@@ -99,11 +99,12 @@ DATABASES = {
     )
 }
 
-# One pub/sub subscription per process and group; it re-subscribes by itself
-# after Redis restarts. socket_timeout is explicit: redis-py 8 defaults to 5 s.
+# channels_redis's pub/sub layer (one subscription per process and group, which
+# re-subscribes by itself after Redis restarts) with jobupdates' fast path for
+# job updates. socket_timeout is explicit: redis-py 8 defaults to 5 s.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "jobupdates.layers.JobUpdatesChannelLayer",
         "CONFIG": {
             "hosts": [
                 {

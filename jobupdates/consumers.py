@@ -2,7 +2,10 @@
 
 It only does I/O: every frame it parses or builds comes from
 :mod:`jobupdates.protocol`. Job updates arrive from the bridge already
-encoded, so relaying one is a single ``send`` with no JSON work.
+encoded. With :class:`~jobupdates.layers.JobUpdatesChannelLayer` the consumer
+attaches its raw ASGI ``send`` to the layer, which writes each update to it
+directly; with any other layer, :meth:`JobUpdatesConsumer.job_update` relays
+it, still with no JSON work.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from jobupdates import protocol
 from jobupdates.conf import conf
+from jobupdates.layers import JobUpdatesChannelLayer
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode
 
 __all__ = ["JobUpdatesConsumer"]
@@ -54,10 +58,9 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             )
             return
         self.client_id = uuid.uuid4().hex
-        self.group = conf.GROUP
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send(text_data=protocol.welcome_frame(self.client_id))
+        await self.join(conf.GROUP)
         logger.info("client %s connected (user %s)", self.client_id, getattr(user, "pk", None))
 
     async def refuse(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
@@ -80,8 +83,17 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         if message.type is ClientMessageType.PING:
             await self.send(text_data=protocol.pong_frame())
 
+    async def join(self, group: str) -> None:
+        """Join ``group`` after the welcome, so no update can overtake it."""
+        if isinstance(self.channel_layer, JobUpdatesChannelLayer):
+            self.channel_layer.attach(self.channel_name, self.base_send)
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
+            if isinstance(self.channel_layer, JobUpdatesChannelLayer):
+                self.channel_layer.detach(self.channel_name)
             await self.channel_layer.group_discard(self.group, self.channel_name)
             logger.info("client %s disconnected (code %s)", self.client_id, code)
 

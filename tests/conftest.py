@@ -66,9 +66,18 @@ class Stack:
         self.bridge = start_bridge(self.env)
 
 
-@pytest.fixture
-def stack(redis_server: RedisServer, e2e_database: str) -> Iterator[Stack]:
-    env = child_env(REDIS_URL=redis_server.url, DATABASE_URL=e2e_database)
+LAYER_SETTINGS = {
+    "fast": "botrix_site.settings",
+    "core": "tests.e2e.core_layer_settings",
+}
+
+
+def _stack(redis_server: RedisServer, database: str, layer: str) -> Iterator[Stack]:
+    env = child_env(
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=database,
+        DJANGO_SETTINGS_MODULE=LAYER_SETTINGS[layer],
+    )
     daphne, port = start_daphne(env)
     bridge = start_bridge(env)
     running = Stack(redis_server, env, daphne, port, bridge)
@@ -77,8 +86,21 @@ def stack(redis_server: RedisServer, e2e_database: str) -> Iterator[Stack]:
     running.daphne.stop()
 
 
+@pytest.fixture(params=sorted(LAYER_SETTINGS))
+def stack(
+    request: pytest.FixtureRequest, redis_server: RedisServer, e2e_database: str
+) -> Iterator[Stack]:
+    """The project as deployed: Redis, Daphne and one bridge, once per channel layer.
+
+    A test that only holds for the fast-path layer narrows it with
+    ``@pytest.mark.parametrize("stack", ["fast"], indirect=True)``.
+    """
+    yield from _stack(redis_server, e2e_database, request.param)
+
+
 @pytest.fixture
 def staff_cookie(stack: Stack) -> str:
+    """The staff user's session, logged in through Daphne's admin login form."""
     from tests.support.clients import login
 
     return login(stack.port, *STAFF)

@@ -115,3 +115,29 @@ async def test_unknown_layer_event_is_a_clear_error(staff):
         match=re.escape("expected a message type this consumer handles, got 'no.such.event'"),
     ):
         await comm.wait()
+
+
+async def test_with_the_fast_layer_updates_bypass_the_consumer_handler(
+    staff, redis_server, settings, monkeypatch
+):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "jobupdates.layers.JobUpdatesChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": 30}]},
+        }
+    }
+
+    async def handler_must_not_run(self, event):
+        raise AssertionError("expected the layer to write the update directly")
+
+    monkeypatch.setattr(JobUpdatesConsumer, "job_update", handler_must_not_run)
+    comm = communicator(staff)
+    assert (await comm.connect())[0]
+    await comm.receive_json_from()
+    layer = get_channel_layer()
+    frame = JobUpdate("j-9", "failed", None).to_frame()
+    await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": frame})
+    assert await comm.receive_from(timeout=5) == frame
+    await comm.disconnect()
+    assert layer._get_layer().sinks == {}
+    await layer.flush()

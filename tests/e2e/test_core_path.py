@@ -147,9 +147,8 @@ async def test_idle_client_still_gets_the_next_update_after_12_seconds(
 ):
     async with ws_connect(stack.port, staff_cookie) as ws:
         await welcomed(ws)
-        await asyncio.sleep(
-            12
-        )  # the behaviour under test: longer than redis-py's 5 s default timeout
+        # The behaviour under test: idle for longer than redis-py's 5 s default timeout.
+        await asyncio.sleep(12)
         publish(json.dumps(UPDATE))
         assert await recv_json(ws, timeout=1) == EXPECTED
     assert stack.bridge.running
@@ -169,6 +168,7 @@ async def test_bridge_killed_and_restarted_delivers_to_connected_clients(
         assert await recv_json(ws, timeout=1) == {**EXPECTED, "status": "failed"}
 
 
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)  # core-layer consumers die with Redis
 async def test_redis_restart_under_running_bridge_and_daphne(stack, staff_cookie, publish):
     group_channel = "asgi__group__jobupdates.all"
     async with ws_connect(stack.port, staff_cookie) as ws:
@@ -191,6 +191,7 @@ async def test_redis_restart_under_running_bridge_and_daphne(stack, staff_cookie
         probe.close()
 
 
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
 def test_bridge_stops_gracefully_on_sigterm_and_sigint(stack):
     stack.bridge.signal(signal.SIGTERM)
     assert stack.bridge.popen.wait(timeout=5) == 0

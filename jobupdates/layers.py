@@ -1,0 +1,134 @@
+"""A channel layer with a fast path for job updates.
+
+:class:`JobUpdatesChannelLayer` is channels_redis's pub/sub layer, so every
+process gets one copy of each group message, plus one change: a consumer may
+attach a *sink* (its raw ASGI ``send``) to its channel. When a job update
+reaches a process, the layer decodes it once and hands the same pre-built
+``websocket.send`` message to the sink of every local member of the group.
+There is no per-connection queue, deserialization, JSON encoding, task
+wake-up or thread hop. Members without a sink, and every other message,
+take channels_redis's ordinary path, so the layer stays a standard one.
+
+Group membership is still ``group_add``/``group_discard``: a sink only
+receives what its channel's groups receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close, decode_hosts
+from redis.exceptions import RedisError
+
+from jobupdates.protocol import JOB_UPDATE_EVENT
+
+__all__ = ["JobUpdatesChannelLayer", "Sink"]
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any]], Awaitable[None]]
+"""An ASGI ``send``: receives ``{"type": "websocket.send", "text": ...}``."""
+
+READ_TIMEOUT = 0.1
+"""Seconds one pub/sub read waits (channels_redis's value)."""
+RETRY_SECONDS = 1.0
+"""Pause after a lost Redis connection before reading again (redis-py reconnects
+and re-subscribes on that read)."""
+
+
+class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
+    """channels_redis's pub/sub layer, plus direct delivery of job updates to sinks.
+
+    Configure it like ``channels_redis.pubsub.RedisPubSubChannelLayer``.
+    """
+
+    def _get_layer(self) -> _LoopLayer:
+        loop = asyncio.get_running_loop()
+        layer: _LoopLayer | None = self._layers.get(loop)
+        if layer is None:
+            layer = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
+
+    def attach(self, channel: str, sink: Sink) -> None:
+        """Deliver job updates for ``channel`` straight to ``sink``."""
+        self._get_layer().sinks[channel] = sink
+
+    def detach(self, channel: str) -> None:
+        """Stop direct delivery to ``channel``; its messages take the ordinary path."""
+        self._get_layer().sinks.pop(channel, None)
+
+
+class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
+    """The per-event-loop layer, with the sinks of local channels."""
+
+    def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
+        super().__init__(hosts, **kwargs)
+        self.sinks: dict[str, Sink] = {}
+        self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
+
+
+class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
+    """One Redis connection's receive loop, which routes job updates to sinks."""
+
+    channel_layer: _LoopLayer
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub is not None and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=READ_TIMEOUT
+                    )
+                    if message is not None:
+                        await self._route(message["channel"], message["data"])
+                else:
+                    await asyncio.sleep(READ_TIMEOUT)
+            except (RedisError, OSError) as exc:
+                logger.warning(
+                    "channel layer lost Redis (%s: %s); re-subscribing in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    RETRY_SECONDS,
+                )
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _route(self, name: bytes | str, data: bytes) -> None:
+        layer = self.channel_layer
+        if isinstance(name, bytes):
+            name = name.decode()
+        queue = layer.channels.get(name)
+        if queue is not None:
+            queue.put_nowait(data)
+            return
+        members = layer.groups.get(name)
+        if not members:
+            return
+        send: dict[str, Any] | None = None
+        if layer.sinks:
+            event = layer.channel_layer.deserialize(data)
+            if event.get("type") == JOB_UPDATE_EVENT:
+                send = {"type": "websocket.send", "text": event["text"]}
+        for channel in tuple(members):  # a sink may await while membership changes
+            queue = layer.channels.get(channel)
+            if queue is None:
+                layer.sinks.pop(channel, None)  # the consumer is gone
+                continue
+            sink = layer.sinks.get(channel) if send is not None else None
+            if sink is None:
+                queue.put_nowait(data)
+                continue
+            try:
+                await sink(send)  # type: ignore[arg-type]
+            except Exception:  # one broken connection must not stop the fan-out
+                logger.exception("direct send to %s failed; it falls back to its queue", channel)
+                layer.sinks.pop(channel, None)

@@ -1,0 +1,162 @@
+"""The fast-path channel layer, in-process against a real throwaway Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from jobupdates.layers import JobUpdatesChannelLayer
+from jobupdates.protocol import JOB_UPDATE_EVENT
+
+GROUP = "jobupdates.all"
+
+
+@pytest.fixture
+async def layer(redis_server):
+    instance = JobUpdatesChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": 30}])
+    yield instance
+    await instance.flush()
+
+
+def update(seq: int) -> dict:
+    return {"type": JOB_UPDATE_EVENT, "text": json.dumps({"seq": seq})}
+
+
+class Recorder:
+    """A sink that records the text of every websocket.send it gets."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, message: dict) -> None:
+        assert message["type"] == "websocket.send"
+        self.texts.append(message["text"])
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.texts) < count:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 5)
+
+    def seqs(self) -> list[int]:
+        return [json.loads(t)["seq"] for t in self.texts]
+
+
+async def member(layer, sink=None) -> str:
+    channel = await layer.new_channel()
+    if sink is not None:
+        layer.attach(channel, sink)
+    await layer.group_add(GROUP, channel)
+    return channel
+
+
+async def test_attached_sinks_get_the_prebuilt_frame_and_nothing_is_queued(layer):
+    sinks = [Recorder(), Recorder()]
+    channels = [await member(layer, sink) for sink in sinks]
+    await layer.group_send(GROUP, update(1))
+    for sink in sinks:
+        await sink.wait_for(1)
+        assert sink.texts == ['{"seq": 1}']
+    loop_layer = layer._get_layer()
+    assert all(loop_layer.channels[c].empty() for c in channels)
+
+
+async def test_members_without_a_sink_and_other_events_use_the_ordinary_path(layer):
+    sink = Recorder()
+    fast = await member(layer, sink)
+    plain = await member(layer)
+    await layer.group_send(GROUP, update(1))
+    assert await asyncio.wait_for(layer.receive(plain), 5) == update(1)
+    await sink.wait_for(1)
+    await layer.group_send(GROUP, {"type": "other.event", "n": 2})
+    assert await asyncio.wait_for(layer.receive(fast), 5) == {"type": "other.event", "n": 2}
+    assert await asyncio.wait_for(layer.receive(plain), 5) == {"type": "other.event", "n": 2}
+    assert sink.texts == ['{"seq": 1}']
+
+
+async def test_detach_returns_a_member_to_the_ordinary_path(layer):
+    sink = Recorder()
+    channel = await member(layer, sink)
+    layer.detach(channel)
+    await layer.group_send(GROUP, update(5))
+    assert await asyncio.wait_for(layer.receive(channel), 5) == update(5)
+    assert sink.texts == []
+
+
+async def test_group_discard_stops_delivery(layer):
+    kept, dropped = Recorder(), Recorder()
+    await member(layer, kept)
+    gone = await member(layer, dropped)
+    await layer.group_discard(GROUP, gone)
+    await layer.group_send(GROUP, update(1))
+    await kept.wait_for(1)
+    await layer.group_send(GROUP, update(2))
+    await kept.wait_for(2)
+    assert dropped.texts == []
+
+
+async def test_a_failing_sink_is_logged_and_does_not_stop_the_others(layer, caplog):
+    async def broken(message):
+        raise ConnectionResetError("peer went away")
+
+    good = Recorder()
+    bad_channel = await member(layer, broken)
+    await member(layer, good)
+    with caplog.at_level(logging.ERROR, logger="jobupdates.layers"):
+        await layer.group_send(GROUP, update(1))
+        await good.wait_for(1)
+    assert any("direct send to" in r.getMessage() for r in caplog.records)
+    await layer.group_send(GROUP, update(2))
+    await good.wait_for(2)
+    assert await asyncio.wait_for(layer.receive(bad_channel), 5) == update(2)
+
+
+async def test_membership_changes_while_updates_are_in_flight(layer):
+    """Members that come and go mid-stream get an in-order, duplicate-free subsequence."""
+    steady = [Recorder() for _ in range(20)]
+    for sink in steady:
+        await member(layer, sink)
+    churners = [Recorder() for _ in range(10)]
+    churn_channels = [await layer.new_channel() for _ in churners]
+    for channel, sink in zip(churn_channels, churners, strict=True):
+        layer.attach(channel, sink)
+    total = 300
+
+    async def churn() -> None:
+        for i in range(total):
+            channel = churn_channels[i % len(churn_channels)]
+            if i % 3:
+                await layer.group_add(GROUP, channel)
+            else:
+                await layer.group_discard(GROUP, channel)
+            await asyncio.sleep(0)
+
+    async def send() -> None:
+        for seq in range(total):
+            await layer.group_send(GROUP, update(seq))
+
+    await asyncio.gather(churn(), send())
+    for sink in steady:
+        await sink.wait_for(total)
+        assert sink.seqs() == list(range(total))
+    for sink in churners:
+        seqs = sink.seqs()
+        assert seqs == sorted(set(seqs)), "expected in order and without duplicates"
+    assert sum(len(s.texts) for s in churners) > 0, "expected the churners to get some updates"
+
+
+async def test_a_sink_whose_consumer_is_gone_is_dropped(layer):
+    sink = Recorder()
+    channel = await member(layer, sink)
+    loop_layer = layer._get_layer()
+    del loop_layer.channels[channel]  # what channels_redis does when the consumer exits
+    witness = Recorder()
+    await member(layer, witness)
+    await layer.group_send(GROUP, update(1))
+    await witness.wait_for(1)
+    assert sink.texts == []
+    assert channel not in loop_layer.sinks
