@@ -29,10 +29,22 @@ class ErrorCode(enum.StrEnum):
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes the server uses (4000-4999 are application codes)."""
+    """WebSocket close codes the server uses (4000-4999 are application codes).
+
+    Each application close follows an ``error`` frame that says why, because
+    Daphne drops the close reason text. Clients should not reconnect
+    automatically after 4000, 4401 or 4403: a person has to act first.
+    """
 
     NORMAL = 1000
+    DISCONNECTED_BY_STAFF = 4000
+    PROTOCOL_ERROR = 4400
     UNAUTHENTICATED = 4401
+    FORBIDDEN = 4403
+    SLOW_CLIENT = 4408
+    MESSAGE_TOO_BIG = 4413
+    RATE_LIMITED = 4429
+    SERVER_FULL = 4503
 
 
 class ServerMessageType(enum.StrEnum):
