@@ -1,11 +1,18 @@
-"""The bridge: Redis pub/sub channel -> channel-layer group.
+"""The bridge: Redis pub/sub channel -> history -> channel-layer group.
 
 :class:`Bridge` subscribes to the channel the workers PUBLISH on, validates
 each message with :func:`jobupdates.protocol.parse_job_update`, encodes the
-client frame once, and ``group_send``s it. It owns its connection state:
-every loss of Redis is logged, followed by a reconnect after a capped,
-jittered backoff; a valid update that cannot be forwarded is retried, never
-dropped. ``manage.py run_bridge`` only builds a :class:`Bridge` and calls
+client frame once, records it in the :class:`~jobupdates.history.History`
+(which gives it a position), and ``group_send``\\ s it. It owns its connection
+state: every loss of Redis is logged, then followed by a reconnect after a
+capped, jittered backoff. A valid update that cannot be recorded or
+forwarded is retried, never dropped.
+
+With a :class:`~jobupdates.leadership.Lease`, several bridges can run: one is
+active and forwards, the others stay subscribed as hot standbys and take
+over once the active one stops renewing its lease.
+
+``manage.py run_bridge`` only builds a :class:`Bridge` and calls
 :func:`run_until_signalled`.
 """
 
@@ -17,24 +24,29 @@ import contextlib
 import enum
 import logging
 import signal
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from jobupdates.history import History
+from jobupdates.leadership import Election, Lease, Role
 from jobupdates.protocol import (
     DEFAULT_STATUSES,
     JOB_UPDATE_EVENT,
     InvalidJobUpdate,
+    JobUpdate,
     RejectReason,
     parse_job_update,
 )
+from jobupdates.protocol.positions import with_position
 
-__all__ = ["Bridge", "BridgeState", "BridgeStats", "run_until_signalled"]
+__all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +54,7 @@ POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
 PREVIEW_BYTES = 120
 """How much of a rejected payload is logged."""
+T = TypeVar("T")
 
 
 class GroupSender(Protocol):
@@ -51,7 +64,7 @@ class GroupSender(Protocol):
 
 
 class BridgeState(enum.StrEnum):
-    """Where the bridge's connection to Redis stands."""
+    """Where the bridge's subscription to Redis stands."""
 
     STARTING = "starting"
     CONNECTING = "connecting"
@@ -66,8 +79,25 @@ class BridgeStats:
 
     received: int = 0
     forwarded: int = 0
+    forwarded_by_status: collections.Counter[str] = field(default_factory=collections.Counter)
     rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
+    skipped_as_standby: int = 0
     reconnects: int = 0
+    last_message_at: float | None = None
+
+
+@dataclass(frozen=True)
+class BridgeOptions:
+    """What the bridge subscribes to, accepts, and how it talks to Redis."""
+
+    redis_url: str
+    channel: str
+    group: str
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    max_payload_bytes: int = 1024 * 1024
+    socket_timeout: float = 30.0
+    health_check_interval: float = 10.0
+    lease_interval: float = 1.0
 
 
 class Bridge:
@@ -75,49 +105,40 @@ class Bridge:
 
     def __init__(
         self,
+        options: BridgeOptions,
         *,
-        redis_url: str,
-        channel: str,
-        group: str,
         layer: GroupSender,
         delays: Callable[[], Iterator[float]],
-        statuses: tuple[str, ...] = DEFAULT_STATUSES,
-        max_payload_bytes: int = 1024 * 1024,
-        socket_timeout: float = 30.0,
-        health_check_interval: float = 10.0,
+        history: History | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """Set up a bridge; nothing connects until :meth:`run`.
 
         Args:
-            redis_url: The Redis to subscribe to.
-            channel: The pub/sub channel the workers publish on.
-            group: The channel-layer group to forward into.
+            options: What to subscribe to and accept.
             layer: The channel layer.
-            delays: Makes a fresh iterator of reconnect delays, in seconds.
-            statuses: The job statuses to accept.
-            max_payload_bytes: The largest message to accept.
-            socket_timeout: Seconds one Redis command may take.
-            health_check_interval: Seconds of silence before the connection is PINGed.
+            delays: Makes a fresh iterator of retry delays, in seconds.
+            history: Where updates are recorded; without one they carry no position.
+            lease: The lease that elects the active bridge; without one it is always active.
         """
-        self.redis_url = redis_url
-        self.channel = channel
-        self.group = group
+        self.options = options
         self.layer = layer
         self.delays = delays
-        self.statuses = statuses
-        self.max_payload_bytes = max_payload_bytes
-        self.socket_timeout = socket_timeout
-        self.health_check_interval = health_check_interval
+        self.history = history
+        self.election = Election(lease, options.lease_interval) if lease else None
         self.state = BridgeState.STARTING
         self.stats = BridgeStats()
         self.stopping = asyncio.Event()
         self._entered = {state: asyncio.Event() for state in BridgeState}
 
+    @property
+    def role(self) -> Role:
+        """Whether this bridge forwards updates now (always, without a lease)."""
+        return self.election.role if self.election else Role.ACTIVE
+
     def _set_state(self, state: BridgeState, why: str = "") -> None:
         if state is not self.state:
-            logger.info(
-                "bridge %s -> %s%s", self.state.value, state.value, f": {why}" if why else ""
-            )
+            logger.info("bridge %s -> %s%s", self.state, state, f": {why}" if why else "")
             self._entered[self.state].clear()
             self.state = state
             self._entered[state].set()
@@ -128,21 +149,34 @@ class Bridge:
 
     async def run(self) -> None:
         """Subscribe and forward until :meth:`stop` is called; reconnect on any loss."""
+        electing = asyncio.create_task(self.election.run(self.stopping)) if self.election else None
+        try:
+            await self._subscribe_forever()
+        finally:
+            if electing is not None:
+                await electing
+        self._set_state(BridgeState.STOPPED)
+
+    async def _subscribe_forever(self) -> None:
+        if self.election is not None:
+            await self.election.decided.wait()  # know the role before the first message
         delays = self.delays()
         while not self.stopping.is_set():
-            self._set_state(BridgeState.CONNECTING, self.redis_url)
+            self._set_state(BridgeState.CONNECTING, self.options.redis_url)
             client = aioredis.Redis.from_url(
-                self.redis_url,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
+                self.options.redis_url,
+                socket_timeout=self.options.socket_timeout,
+                socket_connect_timeout=self.options.socket_timeout,
                 socket_keepalive=True,
-                health_check_interval=self.health_check_interval,
+                health_check_interval=self.options.health_check_interval,
                 retry=Retry(NoBackoff(), 0),  # the bridge reconnects itself, and logs it
             )
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    self._set_state(BridgeState.SUBSCRIBED, f"listening on {self.channel!r}")
+                    await pubsub.subscribe(self.options.channel)
+                    self._set_state(
+                        BridgeState.SUBSCRIBED, f"listening on {self.options.channel!r}"
+                    )
                     delays = self.delays()
                     await self._pump(pubsub)
             except (RedisError, OSError) as exc:
@@ -155,7 +189,6 @@ class Bridge:
                 await self._sleep(delay)
             finally:
                 await client.aclose()
-        self._set_state(BridgeState.STOPPED)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the message in hand."""
@@ -173,41 +206,76 @@ class Bridge:
 
     async def handle(self, payload: bytes) -> bool:
         """Validate one message and forward it; return whether it was valid."""
+        received_at = time.time()
         self.stats.received += 1
+        self.stats.last_message_at = received_at
         try:
-            text = parse_job_update(
-                payload, statuses=self.statuses, max_bytes=self.max_payload_bytes
-            ).to_frame()
+            update = parse_job_update(
+                payload, statuses=self.options.statuses, max_bytes=self.options.max_payload_bytes
+            )
+            frame = update.to_frame()
         except InvalidJobUpdate as exc:
             self.stats.rejected[exc.reason] += 1
             logger.warning(
                 "rejected message on %r: %s: %s; payload starts %r",
-                self.channel,
+                self.options.channel,
                 exc.reason.value,
                 exc.detail,
                 payload[:PREVIEW_BYTES],
             )
             return False
-        await self._forward(text)
+        if self.role is not Role.ACTIVE:
+            self.stats.skipped_as_standby += 1
+            logger.debug("standby: leaving job %s to the active bridge", update.job_id)
+            return True
+        await self._forward(update, frame, received_at)
         return True
 
-    async def _forward(self, text: str) -> None:
+    async def _forward(self, update: JobUpdate, frame: str, received_at: float) -> None:
+        history = self.history
+        position: str | None = None
+        try:
+            if history is not None:
+                position = await self._retry("record", lambda: history.append(update.job_id, frame))
+                frame = with_position(frame, position)
+            event = {
+                "type": JOB_UPDATE_EVENT,
+                "text": frame,
+                "job_id": update.job_id,
+                "position": position,
+                "received_at": received_at,
+            }
+            await self._retry(
+                "group_send", lambda: self.layer.group_send(self.options.group, event)
+            )
+        except _Stopped as stopped:
+            logger.error(
+                "stopping with the update of job %s not forwarded (%s failed)",
+                update.job_id,
+                stopped,
+            )
+            return
+        self.stats.forwarded += 1
+        self.stats.forwarded_by_status[update.status] += 1
+
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds; raise :class:`_Stopped` if the bridge stops first."""
         delays = self.delays()
         while True:
             try:
-                await self.layer.group_send(self.group, {"type": JOB_UPDATE_EVENT, "text": text})
+                return await attempt()
             except (RedisError, OSError) as exc:
                 if self.stopping.is_set():
-                    logger.error("stopping with an update not forwarded: %s", text[:PREVIEW_BYTES])
-                    return
+                    raise _Stopped(what) from exc
                 delay = next(delays)
                 logger.warning(
-                    "group_send failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay
+                    "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
                 )
                 await self._sleep(delay)
-            else:
-                self.stats.forwarded += 1
-                return
+
+
+class _Stopped(Exception):
+    """The bridge stopped while retrying; the argument says what was being retried."""
 
 
 async def run_until_signalled(bridge: Bridge) -> None:

@@ -16,6 +16,7 @@ checks in :mod:`jobupdates.checks` report the same errors at start-up.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -84,6 +85,14 @@ def _number(name: str, raw: object, kind: type[T], minimum: float) -> T:
     return kind(value)  # type: ignore[call-arg]
 
 
+def _int(minimum: int) -> Callable[[str, object], int]:
+    return lambda name, raw: _number(name, raw, int, minimum)
+
+
+def _float(minimum: float) -> Callable[[str, object], float]:
+    return lambda name, raw: _number(name, raw, float, minimum)
+
+
 def _names(name: str, raw: object) -> tuple[str, ...]:
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
@@ -92,6 +101,27 @@ def _names(name: str, raw: object) -> tuple[str, ...]:
     if not names:
         raise ImproperlyConfigured(f"{name}: expected at least one entry, got {raw!r}")
     return names
+
+
+def _secret(name: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ImproperlyConfigured(f"{name}: expected text (empty turns it off), got {raw!r}")
+    return raw.strip()
+
+
+def _proxies(name: str, raw: object) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ImproperlyConfigured(f"{name}: expected a list of IPs or CIDR networks, got {raw!r}")
+    entries = tuple(i.strip() for i in items if i.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: expected an IP address or CIDR network, got {entry!r}"
+            ) from None
+    return entries
 
 
 class Settings:
@@ -141,7 +171,7 @@ class Settings:
     @property
     def MAX_PAYLOAD_BYTES(self) -> int:
         """Largest Redis message the bridge accepts, in bytes. Default: 1 MiB."""
-        return self._get("MAX_PAYLOAD_BYTES", 1024 * 1024, lambda n, r: _number(n, r, int, 1))
+        return self._get("MAX_PAYLOAD_BYTES", 1024 * 1024, _int(1))
 
     @property
     def REQUIRE_AUTH(self) -> bool:
@@ -152,29 +182,101 @@ class Settings:
     def REDIS_SOCKET_TIMEOUT(self) -> float:
         """Seconds the bridge waits on one Redis command before it reconnects.
         Set explicitly because redis-py 8 defaults to 5 s. Default: ``30``."""
-        return self._get("REDIS_SOCKET_TIMEOUT", 30.0, lambda n, r: _number(n, r, float, 0.1))
+        return self._get("REDIS_SOCKET_TIMEOUT", 30.0, _float(0.1))
 
     @property
     def REDIS_HEALTH_CHECK_INTERVAL(self) -> float:
         """Seconds of silence after which the bridge PINGs Redis to detect a dead
         connection. Default: ``10``."""
-        return self._get("REDIS_HEALTH_CHECK_INTERVAL", 10.0, lambda n, r: _number(n, r, float, 1))
+        return self._get("REDIS_HEALTH_CHECK_INTERVAL", 10.0, _float(1))
 
     @property
     def RECONNECT_INITIAL(self) -> float:
         """Ceiling, in seconds, of the bridge's first reconnect delay. Default: ``0.5``."""
-        return self._get("RECONNECT_INITIAL", 0.5, lambda n, r: _number(n, r, float, 0.01))
+        return self._get("RECONNECT_INITIAL", 0.5, _float(0.01))
 
     @property
     def RECONNECT_MAX(self) -> float:
         """Largest reconnect delay ceiling, in seconds. Default: ``10``."""
-        maximum = self._get("RECONNECT_MAX", 10.0, lambda n, r: _number(n, r, float, 0.01))
+        maximum = self._get("RECONNECT_MAX", 10.0, _float(0.01))
         if maximum < self.RECONNECT_INITIAL:
             raise ImproperlyConfigured(
                 f"{PREFIX}RECONNECT_MAX: expected a value >= {PREFIX}RECONNECT_INITIAL "
                 f"({self.RECONNECT_INITIAL}), got {maximum}"
             )
         return maximum
+
+    @property
+    def HISTORY_KEY(self) -> str:
+        """Redis Stream holding the recent updates replayed on reconnect.
+        Default: ``botrix:jobs:history``."""
+        return self._get("HISTORY_KEY", "botrix:jobs:history", _text)
+
+    @property
+    def HISTORY_SIZE(self) -> int:
+        """How many recent updates the history keeps (at least). Default: ``1000``."""
+        return self._get("HISTORY_SIZE", 1000, _int(1))
+
+    @property
+    def HISTORY_MAX_AGE(self) -> float:
+        """Seconds an update stays in the history (at least); ``0`` keeps it until
+        the size limit trims it. Default: ``300``."""
+        return self._get("HISTORY_MAX_AGE", 300.0, _float(0))
+
+    @property
+    def STATE_PREFIX(self) -> str:
+        """Prefix of the Redis keys holding each job's latest state.
+        Default: ``botrix:jobs:state:``."""
+        return self._get("STATE_PREFIX", "botrix:jobs:state:", _text)
+
+    @property
+    def STATE_TTL(self) -> int:
+        """Seconds a job's latest state is kept after its last update. Default: ``86400``."""
+        return self._get("STATE_TTL", 86400, _int(1))
+
+    @property
+    def BRIDGE_LEASE_KEY(self) -> str:
+        """Redis key of the lease held by the active bridge.
+        Default: ``botrix:jobs:bridge:active``."""
+        return self._get("BRIDGE_LEASE_KEY", "botrix:jobs:bridge:active", _text)
+
+    @property
+    def BRIDGE_LEASE_TTL(self) -> float:
+        """Seconds after which a standby bridge takes over from an active one that
+        stopped renewing its lease (renewed every third of it). Default: ``5``."""
+        return self._get("BRIDGE_LEASE_TTL", 5.0, _float(0.3))
+
+    @property
+    def REGISTRY_INTERVAL(self) -> float:
+        """Seconds between a server process's batched refreshes of its clients in the
+        registry. The clients of a process that died disappear within two intervals.
+        Default: ``10``."""
+        return self._get("REGISTRY_INTERVAL", 10.0, _float(0.1))
+
+    @property
+    def REGISTRY_SOCKET_TIMEOUT(self) -> float:
+        """Seconds one registry Redis call may take (connect, disconnect, refresh,
+        reads of ``/ws/stats`` and the admin). Default: ``5``."""
+        return self._get("REGISTRY_SOCKET_TIMEOUT", 5.0, _float(0.1))
+
+    @property
+    def TRUSTED_PROXIES(self) -> tuple[str, ...]:
+        """IP addresses or CIDR networks of reverse proxies whose ``X-Forwarded-For``
+        is believed for a client's address (comma-separated in the environment).
+        Default: none, so the header is ignored and the TCP peer is the address."""
+        return self._get("TRUSTED_PROXIES", (), _proxies)
+
+    @property
+    def MONITORING_TOKEN(self) -> str:
+        """Bearer token that may read ``/ws/stats`` without a staff session
+        (``Authorization: Bearer <token>``). Default: empty, token access off."""
+        return self._get("MONITORING_TOKEN", "", _secret)
+
+    @property
+    def METRICS_TOKEN(self) -> str:
+        """Bearer token that may read ``/metrics`` without a staff session.
+        Default: empty, so only staff sessions can read it."""
+        return self._get("METRICS_TOKEN", "", _secret)
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(

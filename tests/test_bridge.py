@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 
 import pytest
 from channels.layers import InMemoryChannelLayer
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from botrix_site.redis_server import RedisServer, free_port
 from jobupdates.backoff import backoff
-from jobupdates.bridge import Bridge, BridgeState
+from jobupdates.bridge import Bridge, BridgeOptions, BridgeState
 from jobupdates.protocol import JOB_UPDATE_EVENT, RejectReason
 
 GROUP = "jobupdates.all"
@@ -35,14 +36,14 @@ class FlakyLayer(InMemoryChannelLayer):
         await super().group_send(group, message)
 
 
-def make_bridge(url: str, layer, **kwargs) -> Bridge:
+def make_bridge(url: str, layer, history=None, lease=None, **kwargs) -> Bridge:
+    options = BridgeOptions(redis_url=url, channel=CHANNEL, group=GROUP, **kwargs)
     return Bridge(
-        redis_url=url,
-        channel=CHANNEL,
-        group=GROUP,
+        options,
         layer=layer,
         delays=functools.partial(backoff, 0.05, 0.2),
-        **kwargs,
+        history=history,
+        lease=lease,
     )
 
 
@@ -158,5 +159,85 @@ async def test_update_still_unsent_at_stop_is_logged_as_an_error(redis_server, c
     bridge.stop()
     with caplog.at_level(logging.ERROR, logger="jobupdates.bridge"):
         await bridge.handle(json.dumps(VALID).encode())
-    assert any("stopping with an update not forwarded" in r.getMessage() for r in caplog.records)
+    assert any(
+        "stopping with the update of job j-1 not forwarded (group_send failed)" in r.getMessage()
+        for r in caplog.records
+    )
     assert bridge.stats.forwarded == 0
+
+
+def history_and_lease(client, holder: str):
+    from jobupdates.history import History
+    from jobupdates.leadership import Lease
+
+    history = History(
+        client,
+        stream_key="h",
+        state_prefix="s:",
+        max_entries=100,
+        max_age_seconds=0,
+        state_ttl_seconds=60,
+    )
+    return history, Lease(client, "lease", holder, ttl_seconds=1)
+
+
+async def test_updates_are_recorded_with_a_position_before_they_are_sent(
+    redis_server, publish, member
+):
+    import redis.asyncio as aioredis
+
+    layer, channel = member
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=10)
+    history, lease = history_and_lease(client, "solo")
+    bridge = make_bridge(redis_server.url, layer, history=history, lease=lease, lease_interval=0.1)
+    task = await running(bridge)
+    publish(json.dumps(VALID))
+    event = await receive(layer, channel)
+    entry_id, _fields = (await client.xrange("h"))[0]
+    assert event["position"] == entry_id.decode()
+    assert event["job_id"] == "j-1"
+    assert abs(event["received_at"] - time.time()) < 5
+    assert json.loads(event["text"]) == {
+        "type": "job_update",
+        **VALID,
+        "position": event["position"],
+    }
+    assert bridge.stats.forwarded_by_status == {"completed": 1}
+    bridge.stop()
+    await task
+    await client.aclose()
+
+
+async def test_two_bridges_deliver_exactly_once_and_the_standby_takes_over(
+    redis_server, publish, member, caplog
+):
+    import redis.asyncio as aioredis
+
+    layer, channel = member
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=10)
+    bridges = []
+    for name in ("one", "two"):
+        history, lease = history_and_lease(client, name)
+        bridges.append(
+            make_bridge(redis_server.url, layer, history=history, lease=lease, lease_interval=0.1)
+        )
+    tasks = [await running(b) for b in bridges]
+    active = next(b for b in bridges if b.role == "active")
+    standby = next(b for b in bridges if b is not active)
+    for n in range(5):
+        assert publish(json.dumps({**VALID, "job_id": f"j{n}"})) == 2
+    received = [json.loads((await receive(layer, channel))["text"])["job_id"] for _ in range(5)]
+    assert received == [f"j{n}" for n in range(5)]
+    assert (active.stats.forwarded, standby.stats.skipped_as_standby) == (5, 5)
+    with caplog.at_level(logging.INFO, logger="jobupdates.leadership"):
+        active.stop()
+        await tasks[bridges.index(active)]
+        await asyncio.wait_for(standby.election.active.wait(), 3)
+    assert any("is now the active bridge" in r.getMessage() for r in caplog.records)
+    publish(json.dumps({**VALID, "job_id": "after"}))
+    assert json.loads((await receive(layer, channel))["text"])["job_id"] == "after"
+    with pytest.raises(asyncio.TimeoutError):
+        await receive(layer, channel, timeout=0.3)  # nothing twice
+    standby.stop()
+    await tasks[bridges.index(standby)]
+    await client.aclose()

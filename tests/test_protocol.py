@@ -164,3 +164,66 @@ def test_protocol_is_sans_io():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, f"protocol imported I/O modules: {result.stdout}{result.stderr}"
+
+
+# Positions and recovery
+
+
+def P(text: str):
+    from jobupdates.protocol.positions import Position
+
+    return Position.parse(text)
+
+
+@pytest.mark.parametrize("text", ["1-0", "1732570000000-12", b"5-5"])
+def test_positions_parse_and_print(text):
+    expected = text.decode() if isinstance(text, bytes) else text
+    assert str(P(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "1", "1-", "-1", "a-b", "1-0 ", "1-0-0", "1" * 21 + "-0", "\uff11-0"]
+)
+def test_bad_positions_say_what_was_expected(text):
+    from jobupdates.protocol.positions import PositionError
+
+    with pytest.raises(PositionError, match="expected a position like"):
+        P(text)
+
+
+def test_positions_order_numerically_not_as_text():
+    assert P("9-0") < P("10-0") < P("10-1") < P("11-0")
+
+
+@pytest.mark.parametrize(
+    ("since", "oldest", "newest", "expected"),
+    [
+        ("5-0", "1-0", "9-0", None),
+        ("1-0", "1-0", "9-0", None),
+        ("9-0", "1-0", "9-0", None),
+        ("0-5", "1-0", "9-0", "position_too_old"),
+        ("9-1", "1-0", "9-0", "unknown_position"),
+        ("5-0", None, None, "unknown_position"),
+    ],
+)
+def test_recovery_is_all_or_nothing(since, oldest, newest, expected):
+    from jobupdates.protocol.positions import plan_recovery
+
+    decision = plan_recovery(P(since), oldest and P(oldest), newest and P(newest))
+    assert decision == expected
+
+
+def test_frames_gain_a_position_and_become_state_frames():
+    from jobupdates.protocol.positions import as_state, with_position
+
+    frame = with_position(JobUpdate("j", "queued", {"a": [1]}).to_frame(), "7-1")
+    assert json.loads(frame) == {
+        "type": "job_update",
+        "job_id": "j",
+        "status": "queued",
+        "data": {"a": [1]},
+        "position": "7-1",
+    }
+    assert json.loads(as_state(frame))["type"] == "job_state"
+    with pytest.raises(ValueError, match="expected a frame starting"):
+        as_state('{"type":"pong"}')

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import socket
+import uuid
 from typing import Any
 
+import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobupdates.backoff import backoff
-from jobupdates.bridge import Bridge, run_until_signalled
-from jobupdates.conf import conf
+from jobupdates.bridge import Bridge, BridgeOptions, run_until_signalled
+from jobupdates.conf import conf, redis_url_problem
+from jobupdates.history import History
+from jobupdates.leadership import Lease
 
 
 class Command(BaseCommand):
     help = (
-        "Subscribe to the Redis channel of job updates and forward valid ones to WebSocket clients."
+        "Subscribe to the Redis channel of job updates and forward valid ones to WebSocket "
+        "clients. Run two for a hot standby: one is active, the other takes over."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--channel", help=f"Redis channel to subscribe to (default: {conf.CHANNEL})."
         )
-        parser.add_argument(
-            "--redis-url", help="Redis to subscribe to (default: JOBUPDATES_REDIS_URL)."
-        )
+        parser.add_argument("--redis-url", help="Redis to use (default: JOBUPDATES_REDIS_URL).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         layer = get_channel_layer()
@@ -33,15 +38,45 @@ class Command(BaseCommand):
             raise CommandError(
                 "CHANNEL_LAYERS has no 'default' layer; the bridge has nowhere to send."
             )
-        bridge = Bridge(
-            redis_url=options["redis_url"] or conf.REDIS_URL,
-            channel=options["channel"] or conf.CHANNEL,
-            group=conf.GROUP,
-            layer=layer,
-            delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),
-            statuses=conf.STATUSES,
-            max_payload_bytes=conf.MAX_PAYLOAD_BYTES,
+        redis_url = options["redis_url"] or conf.REDIS_URL
+        problem = redis_url_problem(redis_url)
+        if problem:
+            raise CommandError(f"--redis-url: {problem}")
+        asyncio.run(self.run(redis_url, options["channel"] or conf.CHANNEL, layer))
+
+    async def run(self, redis_url: str, channel: str, layer: Any) -> None:
+        client = aioredis.Redis.from_url(
+            redis_url,
             socket_timeout=conf.REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=conf.REDIS_SOCKET_TIMEOUT,
             health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
         )
-        asyncio.run(run_until_signalled(bridge))
+        history = History(
+            client,
+            stream_key=conf.HISTORY_KEY,
+            state_prefix=conf.STATE_PREFIX,
+            max_entries=conf.HISTORY_SIZE,
+            max_age_seconds=conf.HISTORY_MAX_AGE,
+            state_ttl_seconds=conf.STATE_TTL,
+        )
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        bridge = Bridge(
+            BridgeOptions(
+                redis_url=redis_url,
+                channel=channel,
+                group=conf.GROUP,
+                statuses=conf.STATUSES,
+                max_payload_bytes=conf.MAX_PAYLOAD_BYTES,
+                socket_timeout=conf.REDIS_SOCKET_TIMEOUT,
+                health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
+                lease_interval=conf.BRIDGE_LEASE_TTL / 3,
+            ),
+            layer=layer,
+            delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),
+            history=history,
+            lease=Lease(client, conf.BRIDGE_LEASE_KEY, holder, conf.BRIDGE_LEASE_TTL),
+        )
+        try:
+            await run_until_signalled(bridge)
+        finally:
+            await client.aclose()

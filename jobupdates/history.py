@@ -1,0 +1,131 @@
+"""The bounded history of job updates and each job's latest state, in Redis.
+
+The bridge :meth:`History.append`\\ s every valid update: one script call adds
+it to a Redis Stream (its entry ID becomes the update's *position*), trims the
+stream by size and age, and stores the job's latest state with a TTL.
+Consumers read it back to replay what a reconnecting client missed
+(:meth:`History.since`) and to send a job's current state on subscribe
+(:meth:`History.states`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from jobupdates.protocol.positions import Position, ResetReason, plan_recovery, with_position
+
+__all__ = ["History", "Recovery", "ReplayEntry"]
+
+# KEYS: stream, state key. ARGV: max entries, max age (ms, 0 = no limit),
+# state TTL (s), job id, frame. Returns the new entry's ID.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'j', ARGV[4], 'f', ARGV[5])
+local max_age = tonumber(ARGV[2])
+if max_age > 0 then
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
+end
+redis.call('SET', KEYS[2], id .. ' ' .. ARGV[5], 'EX', ARGV[3])
+return id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayEntry:
+    """One update to replay: its position, job and client frame (with ``position``)."""
+
+    position: Position
+    job_id: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a client resuming from a position gets: a reset, or the entries after it."""
+
+    reset: ResetReason | None
+    entries: tuple[ReplayEntry, ...] = ()
+
+
+class History:
+    """Reads and writes the history stream and the per-job state keys."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        stream_key: str,
+        state_prefix: str,
+        max_entries: int,
+        max_age_seconds: float,
+        state_ttl_seconds: int,
+    ) -> None:
+        """Args:
+        client: The Redis to use.
+        stream_key: The key of the history stream.
+        state_prefix: Prefix of the per-job state keys (the job id follows).
+        max_entries: How many entries the stream keeps (at least; trimming is approximate).
+        max_age_seconds: How long an entry stays (at least); 0 keeps them until trimmed by size.
+        state_ttl_seconds: How long a job's latest state is kept after its last update.
+        """
+        self.client = client
+        self.stream_key = stream_key
+        self.state_prefix = state_prefix
+        self.max_entries = max_entries
+        self.max_age_ms = int(max_age_seconds * 1000)
+        self.state_ttl_seconds = state_ttl_seconds
+        self._append = client.register_script(_APPEND)
+
+    async def append(self, job_id: str, frame: str) -> str:
+        """Record an update; return its position."""
+        position = await self._append(
+            keys=[self.stream_key, self.state_prefix + job_id],
+            args=[self.max_entries, self.max_age_ms, self.state_ttl_seconds, job_id, frame],
+        )
+        return _text(position)
+
+    async def since(self, since: Position) -> Recovery:
+        """Return every entry after ``since``, or why they cannot all be replayed."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(self.stream_key, "-", "+", count=1)
+            pipe.xrevrange(self.stream_key, "+", "-", count=1)
+            pipe.xrange(self.stream_key, f"({since}", "+")
+            oldest, newest, after = await pipe.execute()
+        reset = plan_recovery(since, _first_id(oldest), _first_id(newest))
+        if reset is not None:
+            return Recovery(reset)
+        return Recovery(None, tuple(_entry(entry_id, fields) for entry_id, fields in after))
+
+    async def states(self, job_ids: Iterable[str]) -> list[str]:
+        """Return the latest ``job_update`` frame (with its position) of each known job."""
+        keys = [self.state_prefix + job_id for job_id in job_ids]
+        if not keys:
+            return []
+        values = await self.client.mget(keys)
+        frames = []
+        for value in values:
+            if value is not None:
+                position, _, frame = _text(value).partition(" ")
+                frames.append(with_position(frame, position))
+        return frames
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _first_id(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Position | None:
+    return Position.parse(entries[0][0]) if entries else None
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> ReplayEntry:
+    position = entry_id.decode()
+    return ReplayEntry(
+        Position.parse(position),
+        fields[b"j"].decode(),
+        with_position(fields[b"f"].decode(), position),
+    )

@@ -1,0 +1,129 @@
+"""One active bridge at a time: a lease in Redis, renewed by its holder.
+
+Every bridge runs an :class:`Election`, which calls :meth:`Lease.hold` a few
+times per lease period. The holder renews its lease; a standby takes the key
+once the holder stops renewing it (a crash, kill -9, a partition) and the
+lease expires. :meth:`Lease.release` hands over at once on a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+__all__ = ["Election", "Lease", "Role"]
+
+logger = logging.getLogger(__name__)
+
+# Renews the lease if ARGV[1] holds it, takes it if it is free; returns the holder.
+_HOLD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return holder
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """A named, expiring lease held by one bridge."""
+
+    def __init__(self, client: aioredis.Redis, key: str, holder: str, ttl_seconds: float) -> None:
+        """Args:
+        client: The Redis holding the lease.
+        key: The lease's key.
+        holder: This bridge's unique name.
+        ttl_seconds: How long the lease lasts without renewal.
+        """
+        self.client = client
+        self.key = key
+        self.holder = holder
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self._hold = client.register_script(_HOLD)
+        self._release = client.register_script(_RELEASE)
+
+    async def hold(self) -> str:
+        """Renew the lease if this bridge holds it, or take it if it is free.
+
+        Returns:
+            Who holds the lease now: :attr:`holder` if this bridge does.
+        """
+        value = await self._hold(keys=[self.key], args=[self.holder, self.ttl_ms])
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def release(self) -> None:
+        """Give the lease up if this bridge holds it."""
+        await self._release(keys=[self.key], args=[self.holder])
+
+
+class Role(enum.StrEnum):
+    """Whether a bridge forwards updates, or waits to take over."""
+
+    ACTIVE = "active"
+    STANDBY = "standby"
+
+
+class Election:
+    """Keeps a bridge's :class:`Role` in step with a :class:`Lease`."""
+
+    def __init__(self, lease: Lease, interval: float) -> None:
+        """Args:
+        lease: The lease all the bridges compete for.
+        interval: Seconds between two attempts to hold it (a third of its TTL).
+        """
+        self.lease = lease
+        self.interval = interval
+        self.role = Role.STANDBY
+        self.takeovers = 0
+        self.active = asyncio.Event()
+        self.decided = asyncio.Event()
+        """Set once the first attempt to hold the lease has finished."""
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Hold or watch the lease until ``stopping`` is set, then release it."""
+        try:
+            while not stopping.is_set():
+                try:
+                    holder: str | None = await self.lease.hold()
+                except (RedisError, OSError) as exc:
+                    holder = None
+                    logger.warning(
+                        "cannot renew the bridge lease (%s: %s)", type(exc).__name__, exc
+                    )
+                self._set_role(holder)
+                self.decided.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=self.interval)
+        finally:
+            self._set_role(None)
+            try:
+                await self.lease.release()
+            except (RedisError, OSError) as exc:
+                logger.warning("could not release the bridge lease: %s", exc)
+
+    def _set_role(self, holder: str | None) -> None:
+        role = Role.ACTIVE if holder == self.lease.holder else Role.STANDBY
+        if role is self.role:
+            return
+        self.role = role
+        if role is Role.ACTIVE:
+            self.takeovers += 1
+            self.active.set()
+            logger.info("bridge %s is now the active bridge", self.lease.holder)
+        else:
+            self.active.clear()
+            logger.warning("bridge %s is now a standby (active: %s)", self.lease.holder, holder)

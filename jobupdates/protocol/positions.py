@@ -1,0 +1,90 @@
+"""Positions in the update history, and the recovery decision after a reconnect.
+
+Pure: no Django, asyncio or I/O. A position is the Redis Stream ID of the
+history entry the bridge wrote for an update (``"<ms>-<seq>"``), so positions
+are totally ordered and grow across bridge restarts and failovers.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+__all__ = ["Position", "PositionError", "ResetReason", "as_state", "plan_recovery", "with_position"]
+
+_POSITION_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_UPDATE_PREFIX = '{"type":"job_update",'
+_STATE_PREFIX = '{"type":"job_state",'
+
+
+class PositionError(ValueError):
+    """Text that is not a position."""
+
+
+class ResetReason(enum.StrEnum):
+    """Why a client cannot resume and must reload its state."""
+
+    INVALID_POSITION = "invalid_position"
+    UNKNOWN_POSITION = "unknown_position"
+    POSITION_TOO_OLD = "position_too_old"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Position:
+    """A Redis Stream ID, ordered as Redis orders them."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Position:
+        """Parse ``"<ms>-<seq>"``.
+
+        Raises:
+            PositionError: If ``text`` is not of that form.
+        """
+        if isinstance(text, bytes):
+            text = text.decode("ascii", "replace")
+        found = _POSITION_RE.fullmatch(text)
+        if found is None:
+            raise PositionError(f"expected a position like '1732570000000-0', got {text!r:.40}")
+        return cls(int(found.group(1)), int(found.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+def plan_recovery(
+    since: Position, oldest: Position | None, newest: Position | None
+) -> ResetReason | None:
+    """Decide whether the history can replay everything after ``since``.
+
+    Args:
+        since: The last position the client saw.
+        oldest: The oldest entry still in the history, or None if it is empty.
+        newest: The newest entry in the history, or None if it is empty.
+
+    Returns:
+        None if replaying the entries after ``since`` leaves no gap; else why not.
+        Never a partial replay: an entry older than ``oldest`` may have been
+        trimmed, and a position newer than ``newest`` belongs to a history this
+        one does not hold (Redis lost its data).
+    """
+    if oldest is None or newest is None or since > newest:
+        return ResetReason.UNKNOWN_POSITION
+    if since < oldest:
+        return ResetReason.POSITION_TOO_OLD
+    return None
+
+
+def with_position(frame: str, position: str) -> str:
+    """Add ``"position"`` to a JSON object frame, as its last field."""
+    return f'{frame[:-1]},"position":"{position}"}}'
+
+
+def as_state(frame: str) -> str:
+    """Turn a ``job_update`` frame into the ``job_state`` frame sent on subscribe."""
+    if not frame.startswith(_UPDATE_PREFIX):
+        raise ValueError(f"expected a frame starting {_UPDATE_PREFIX!r}, got {frame[:30]!r}")
+    return _STATE_PREFIX + frame[len(_UPDATE_PREFIX) :]

@@ -1,0 +1,93 @@
+"""The history stream and per-job state, against a real throwaway Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+
+from jobupdates.history import History, Recovery
+from jobupdates.protocol import JobUpdate
+from jobupdates.protocol.positions import Position, ResetReason
+
+
+@pytest.fixture
+async def client(redis_server):
+    connection = aioredis.Redis.from_url(redis_server.url, socket_timeout=10)
+    yield connection
+    await connection.aclose()
+
+
+def history(client, **overrides) -> History:
+    options = dict(
+        stream_key="h", state_prefix="s:", max_entries=1000, max_age_seconds=0, state_ttl_seconds=60
+    )
+    options.update(overrides)
+    return History(client, **options)
+
+
+def frame(job_id: str, status: str = "queued") -> str:
+    return JobUpdate(job_id, status, {"n": 1}).to_frame()
+
+
+async def test_append_gives_increasing_positions_and_replays_what_follows(client):
+    store = history(client)
+    positions = [await store.append(f"j{i}", frame(f"j{i}")) for i in range(5)]
+    assert [Position.parse(p) for p in positions] == sorted(Position.parse(p) for p in positions)
+    recovery = await store.since(Position.parse(positions[1]))
+    assert recovery.reset is None
+    assert [e.job_id for e in recovery.entries] == ["j2", "j3", "j4"]
+    assert [str(e.position) for e in recovery.entries] == positions[2:]
+    assert json.loads(recovery.entries[0].frame) == {
+        "type": "job_update",
+        "job_id": "j2",
+        "status": "queued",
+        "data": {"n": 1},
+        "position": positions[2],
+    }
+
+
+async def test_resuming_from_the_newest_position_replays_nothing(client):
+    store = history(client)
+    last = await store.append("j", frame("j"))
+    assert await store.since(Position.parse(last)) == Recovery(None, ())
+
+
+async def test_a_position_older_than_the_history_is_a_reset(client):
+    store = history(client, max_entries=10)
+    first = await store.append("j0", frame("j0"))
+    for i in range(1, 400):  # approximate trimming drops whole blocks of entries
+        await store.append(f"j{i}", frame(f"j{i}"))
+    assert (await store.since(Position.parse(first))).reset is ResetReason.POSITION_TOO_OLD
+
+
+async def test_age_limit_trims_old_entries(client):
+    store = history(client, max_age_seconds=0.001)
+    first = await store.append("j0", frame("j0"))
+    for i in range(1, 400):
+        await store.append(f"j{i}", frame(f"j{i}"))
+    assert await client.xlen("h") < 400
+    assert (await store.since(Position.parse(first))).reset is ResetReason.POSITION_TOO_OLD
+
+
+async def test_unknown_positions_are_a_reset(client):
+    store = history(client)
+    assert (
+        await store.since(Position(1, 0))
+    ).reset is ResetReason.UNKNOWN_POSITION  # empty history
+    last = await store.append("j", frame("j"))
+    later = Position(Position.parse(last).ms + 1000, 0)
+    assert (await store.since(later)).reset is ResetReason.UNKNOWN_POSITION
+
+
+async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
+    store = history(client, state_ttl_seconds=30)
+    await store.append("a", frame("a", "queued"))
+    last_a = await store.append("a", frame("a", "completed"))
+    await store.append("b", frame("b", "failed"))
+    states = [json.loads(f) for f in await store.states(["a", "missing", "b"])]
+    assert [(s["job_id"], s["status"]) for s in states] == [("a", "completed"), ("b", "failed")]
+    assert states[0]["position"] == last_a
+    assert 0 < await client.ttl("s:a") <= 30
+    assert await store.states([]) == []
