@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import find_redis_binary
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, ws_connect
+from tests.support.clients import recv_json, welcomed, without_position, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,8 @@ async def test_update_reaches_every_logged_in_client_within_a_second(stack, staf
         assert len(ids) == 2, "expected a distinct client id per connection"
         started = time.monotonic()
         assert publish(json.dumps(UPDATE)) == 1, "expected exactly the bridge to be subscribed"
-        assert await recv_json(one, timeout=1) == EXPECTED
-        assert await recv_json(two, timeout=1) == EXPECTED
+        assert without_position(await recv_json(one, timeout=1)) == EXPECTED
+        assert without_position(await recv_json(two, timeout=1)) == EXPECTED
         assert time.monotonic() - started < 1
 
 
@@ -57,7 +57,7 @@ async def test_redis_cli_publish_as_the_worker_does(stack, staff_cookie):
             check=True,
             capture_output=True,
         )
-        assert await recv_json(ws, timeout=1) == EXPECTED
+        assert without_position(await recv_json(ws, timeout=1)) == EXPECTED
 
 
 async def test_anonymous_client_gets_an_error_frame_then_4401(stack):
@@ -119,7 +119,7 @@ async def test_malformed_messages_are_logged_and_the_next_valid_one_flows(
         for payload in malformed:
             publish(payload)
         publish(json.dumps(UPDATE))
-        assert await recv_json(ws, timeout=2) == EXPECTED
+        assert without_position(await recv_json(ws, timeout=2)) == EXPECTED
     stack.bridge.wait_for(r"rejected message", after=mark)
     rejected = [line for line in stack.bridge.lines[mark:] if "rejected message" in line]
     assert len(rejected) == 20, "\n".join(rejected)
@@ -150,7 +150,7 @@ async def test_idle_client_still_gets_the_next_update_after_12_seconds(
         # The behaviour under test: idle for longer than redis-py's 5 s default timeout.
         await asyncio.sleep(12)
         publish(json.dumps(UPDATE))
-        assert await recv_json(ws, timeout=1) == EXPECTED
+        assert without_position(await recv_json(ws, timeout=1)) == EXPECTED
     assert stack.bridge.running
     assert stack.daphne.running
     assert not stack.daphne.matching(r"Traceback|ERROR"), stack.daphne.output()
@@ -165,7 +165,7 @@ async def test_bridge_killed_and_restarted_delivers_to_connected_clients(
         assert publish(json.dumps(UPDATE)) == 0, "expected no subscriber while the bridge is dead"
         stack.restart_bridge()
         publish(json.dumps({**UPDATE, "status": "failed"}))
-        assert await recv_json(ws, timeout=1) == {**EXPECTED, "status": "failed"}
+        assert without_position(await recv_json(ws, timeout=1)) == {**EXPECTED, "status": "failed"}
 
 
 @pytest.mark.parametrize("stack", ["fast"], indirect=True)  # core-layer consumers die with Redis
@@ -186,7 +186,7 @@ async def test_redis_restart_under_running_bridge_and_daphne(stack, staff_cookie
             assert time.monotonic() - restarted < 10, "expected Daphne to re-subscribe within 10 s"
             await asyncio.sleep(0.05)
         publish(json.dumps(UPDATE))
-        assert await recv_json(ws, timeout=2) == EXPECTED
+        assert without_position(await recv_json(ws, timeout=2)) == EXPECTED
         assert time.monotonic() - restarted < 10
         probe.close()
 

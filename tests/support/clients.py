@@ -60,3 +60,11 @@ async def welcomed(ws: ClientConnection) -> str:
     assert welcome["type"] == "welcome", welcome
     assert re.fullmatch(r"[0-9a-f]{32}", welcome["client_id"]), welcome
     return str(welcome["client_id"])
+
+
+def without_position(frame: dict[str, Any]) -> dict[str, Any]:
+    """Check a job_update's position is a stream ID, and return the frame without it."""
+    rest = dict(frame)
+    position = rest.pop("position")
+    assert re.fullmatch(r"\d+-\d+", position), f"expected a stream ID position, got {position!r}"
+    return rest
