@@ -121,10 +121,16 @@ def start_daphne(env: dict[str, str]) -> tuple[Process, int]:
     return process, port
 
 
-def start_bridge(env: dict[str, str]) -> Process:
-    """Start ``manage.py run_bridge`` and return once it is subscribed."""
+def start_bridge(env: dict[str, str], *, active: bool = True, timeout: float = 20.0) -> Process:
+    """Start ``manage.py run_bridge``; return once it is subscribed (and active, if asked).
+
+    A bridge restarted after a kill -9 becomes active only once the dead
+    one's lease expires (JOBUPDATES_BRIDGE_LEASE_TTL).
+    """
     process = Process("bridge", [sys.executable, "manage.py", "run_bridge"], env)
-    process.wait_for(r"-> subscribed")
+    process.wait_for(r"-> subscribed", timeout=timeout)
+    if active:
+        process.wait_for(r"is now the active bridge", timeout=timeout)
     return process
 
 
