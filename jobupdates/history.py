@@ -100,18 +100,21 @@ class History:
             return Recovery(reset)
         return Recovery(None, tuple(_entry(entry_id, fields) for entry_id, fields in after))
 
-    async def states(self, job_ids: Iterable[str]) -> list[str]:
-        """Return the latest ``job_update`` frame (with its position) of each known job."""
-        keys = [self.state_prefix + job_id for job_id in job_ids]
-        if not keys:
+    async def states(self, job_ids: Iterable[str]) -> list[ReplayEntry]:
+        """Return the latest update (a ``job_update`` frame with its position) of each
+        known job, in the order asked."""
+        wanted = list(job_ids)
+        if not wanted:
             return []
-        values = await self.client.mget(keys)
-        frames = []
-        for value in values:
+        values = await self.client.mget([self.state_prefix + job_id for job_id in wanted])
+        states = []
+        for job_id, value in zip(wanted, values, strict=True):
             if value is not None:
                 position, _, frame = _text(value).partition(" ")
-                frames.append(with_position(frame, position))
-        return frames
+                states.append(
+                    ReplayEntry(Position.parse(position), job_id, with_position(frame, position))
+                )
+        return states
 
 
 def _text(value: bytes | str) -> str:

@@ -86,7 +86,10 @@ async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     await store.append("a", frame("a", "queued"))
     last_a = await store.append("a", frame("a", "completed"))
     await store.append("b", frame("b", "failed"))
-    states = [json.loads(f) for f in await store.states(["a", "missing", "b"])]
+    entries = await store.states(["a", "missing", "b"])
+    assert [e.job_id for e in entries] == ["a", "b"]
+    assert str(entries[0].position) == last_a
+    states = [json.loads(e.frame) for e in entries]
     assert [(s["job_id"], s["status"]) for s in states] == [("a", "completed"), ("b", "failed")]
     assert states[0]["position"] == last_a
     assert 0 < await client.ttl("s:a") <= 30

@@ -1,0 +1,115 @@
+"""What one connection receives: filtering, replay, and the switch to live updates.
+
+A :class:`Feed` is the sink the channel layer writes a connection's job
+updates to (see :mod:`jobupdates.layers`). It filters by the connection's
+job subscriptions, and implements "subscribe first, then replay, then drop
+live duplicates": while the consumer replays history, live updates are held
+back; :meth:`Feed.go_live` then sends those the replay did not already cover,
+in order. It has no Django imports and does no Redis I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from jobupdates.history import ReplayEntry
+from jobupdates.protocol.positions import Position, PositionError, as_state
+
+__all__ = ["Feed", "FeedOverflow", "Send"]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+"""An ASGI ``send``."""
+
+
+class FeedOverflow(Exception):
+    """More live updates arrived during a replay than a feed may hold back."""
+
+
+class Feed:
+    """A connection's job updates: the all-jobs feed, or the jobs it subscribed to."""
+
+    def __init__(self, send: Send, *, jobs: Iterable[str] = (), max_held: int = 10_000) -> None:
+        """Args:
+        send: The connection's ASGI send.
+        jobs: The jobs to receive; none means the all-jobs feed.
+        max_held: How many live updates may wait while a replay runs.
+        """
+        self.send = send
+        self.jobs: set[str] = set(jobs)
+        self.max_held = max_held
+        self.sent = 0
+        self.last_replayed: Position | None = None
+        self._state_positions: dict[str, Position] = {}
+        self._held: list[dict[str, Any]] | None = []
+
+    @property
+    def live(self) -> bool:
+        """Whether updates go out as they arrive (the replay is over)."""
+        return self._held is None
+
+    def wants(self, job_id: str | None) -> bool:
+        """Whether this connection receives updates of ``job_id``."""
+        return not self.jobs or job_id in self.jobs
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        """Take one ``websocket.send`` message from the layer (with ``job_id`` and
+        ``position`` alongside ``text``)."""
+        if self.jobs and message.get("job_id") not in self.jobs:
+            return
+        held = self._held
+        if held is not None:
+            if len(held) >= self.max_held:
+                raise FeedOverflow(f"expected at most {self.max_held} updates during a replay")
+            held.append(message)
+            return
+        await self.send(message)
+        self.sent += 1
+
+    def hold(self) -> None:
+        """Hold live updates back until :meth:`go_live` (while replaying or subscribing)."""
+        if self._held is None:
+            self._held = []
+
+    async def replay(self, entries: Iterable[ReplayEntry]) -> None:
+        """Send history entries in order, before the live updates held back."""
+        for entry in entries:
+            if self.wants(entry.job_id):
+                await self._send_text(entry.frame)
+            self.last_replayed = entry.position
+
+    async def send_states(self, entries: Iterable[ReplayEntry]) -> None:
+        """Send each subscribed job's latest state as a ``job_state`` frame."""
+        for entry in entries:
+            await self._send_text(as_state(entry.frame))
+            self._state_positions[entry.job_id] = entry.position
+
+    async def go_live(self) -> None:
+        """Send the updates held back, minus those the replay or a state covered."""
+        held = self._held or []
+        index = 0
+        while index < len(held):  # what arrives meanwhile is appended, and sent in turn
+            message = held[index]
+            index += 1
+            if not self._covered(message):
+                await self.send(message)
+                self.sent += 1
+        self._held = None
+        self._state_positions.clear()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send({"type": "websocket.send", "text": text})
+        self.sent += 1
+
+    def _covered(self, message: dict[str, Any]) -> bool:
+        raw = message.get("position")
+        if not isinstance(raw, str):
+            return False
+        try:
+            position = Position.parse(raw)
+        except PositionError:
+            return False
+        if self.last_replayed is not None and position <= self.last_replayed:
+            return True
+        state = self._state_positions.get(str(message.get("job_id")))
+        return state is not None and position <= state

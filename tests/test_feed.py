@@ -1,0 +1,123 @@
+"""A connection's feed: job filters, replay, and the switch to live without gaps or duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobupdates.feed import Feed, FeedOverflow
+from jobupdates.history import ReplayEntry
+from jobupdates.protocol import JobUpdate
+from jobupdates.protocol.positions import Position, with_position
+
+
+def entry(seq: int, job_id: str = "j") -> ReplayEntry:
+    position = f"100-{seq}"
+    frame = with_position(JobUpdate(job_id, "queued", {"seq": seq}).to_frame(), position)
+    return ReplayEntry(Position.parse(position), job_id, frame)
+
+
+def live(seq: int, job_id: str = "j") -> dict:
+    e = entry(seq, job_id)
+    return {
+        "type": "websocket.send",
+        "text": e.frame,
+        "job_id": job_id,
+        "position": str(e.position),
+    }
+
+
+class Socket:
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    async def __call__(self, message: dict) -> None:
+        assert message["type"] == "websocket.send"
+        self.frames.append(json.loads(message["text"]))
+
+    def seqs(self) -> list[int]:
+        return [f["data"]["seq"] for f in self.frames]
+
+
+async def test_live_updates_wait_for_the_replay_then_follow_without_duplicates():
+    socket = Socket()
+    feed = Feed(socket)
+    assert not feed.live
+    await feed(live(3))  # arrived while the consumer read the history
+    await feed(live(4))
+    await feed.replay([entry(1), entry(2), entry(3)])
+    assert socket.seqs() == [1, 2, 3]
+    await feed.go_live()
+    assert feed.live
+    await feed(live(5))
+    assert socket.seqs() == [1, 2, 3, 4, 5]
+    assert feed.sent == 5
+
+
+async def test_updates_arriving_while_held_ones_are_flushed_keep_their_order():
+    socket = Socket()
+    feed = Feed(socket)
+
+    async def send_and_interleave(message):
+        await socket(message)
+        if len(socket.frames) == 1:
+            await feed(live(9))  # arrives mid-flush
+
+    feed.send = send_and_interleave
+    await feed(live(7))
+    await feed(live(8))
+    await feed.go_live()
+    assert socket.seqs() == [7, 8, 9]
+
+
+async def test_job_subscriptions_filter_live_and_replayed_updates():
+    socket = Socket()
+    feed = Feed(socket, jobs=["a"])
+    await feed.replay([entry(1, "a"), entry(2, "b"), entry(3, "a")])
+    await feed.go_live()
+    await feed(live(4, "b"))
+    await feed(live(5, "a"))
+    assert [(f["job_id"], f["data"]["seq"]) for f in socket.frames] == [
+        ("a", 1),
+        ("a", 3),
+        ("a", 5),
+    ]
+    assert feed.last_replayed == Position(100, 3)
+
+
+async def test_states_are_sent_as_job_state_and_cover_older_held_updates():
+    socket = Socket()
+    feed = Feed(socket, jobs=["a"])
+    feed.hold()
+    await feed(live(5, "a"))  # recorded before the state was read: the state covers it
+    await feed(live(6, "a"))
+    await feed.send_states([entry(5, "a")])
+    await feed.go_live()
+    assert [(f["type"], f["data"]["seq"]) for f in socket.frames] == [
+        ("job_state", 5),
+        ("job_update", 6),
+    ]
+
+
+async def test_all_jobs_feed_when_no_job_is_named():
+    feed = Feed(Socket())
+    assert feed.wants("anything")
+    assert not Feed(Socket(), jobs=["a"]).wants("b")
+
+
+async def test_holding_is_bounded():
+    feed = Feed(Socket(), max_held=2)
+    await feed(live(1))
+    await feed(live(2))
+    with pytest.raises(FeedOverflow, match="expected at most 2 updates during a replay"):
+        await feed(live(3))
+
+
+async def test_messages_without_positions_are_never_dropped_as_covered():
+    socket = Socket()
+    feed = Feed(socket)
+    await feed.replay([entry(3)])
+    await feed({"type": "websocket.send", "text": json.dumps({"data": {"seq": 1}}), "job_id": "j"})
+    await feed.go_live()
+    assert socket.seqs() == [3, 1]
