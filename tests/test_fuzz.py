@@ -45,7 +45,8 @@ def check_update(payload: bytes) -> None:
     decoded = json.loads(frame)
     assert decoded["type"] == "job_update"
     assert decoded["status"] in DEFAULT_STATUSES
-    assert decoded["job_id"] == update.job_id and update.job_id.strip()
+    assert decoded["job_id"] == update.job_id
+    assert update.job_id.strip()
     frame.encode("utf-8")
 
 
