@@ -124,6 +124,12 @@ def _proxies(name: str, raw: object) -> tuple[str, ...]:
     return entries
 
 
+def _maybe_names(name: str, raw: object) -> tuple[str, ...]:
+    if raw in ("", [], ()):
+        return ()
+    return _names(name, raw)
+
+
 class Settings:
     """Typed access to every ``JOBUPDATES_*`` setting (see the module docstring)."""
 
@@ -277,6 +283,23 @@ class Settings:
         """Bearer token that may read ``/metrics`` without a staff session.
         Default: empty, so only staff sessions can read it."""
         return self._get("METRICS_TOKEN", "", _secret)
+
+    @property
+    def ALLOWED_ORIGINS(self) -> tuple[str, ...]:
+        """Origins (``scheme://host[:port]``) whose pages may connect; ``*`` allows any
+        (explicitly turning the check off). Empty: hosts in ``ALLOWED_HOSTS``. Default: empty."""
+        return self._get("ALLOWED_ORIGINS", (), _maybe_names)
+
+    @property
+    def TOKEN_TTL(self) -> float:
+        """Seconds a WebSocket token stays valid; each is accepted once. Default: ``60``."""
+        return self._get("TOKEN_TTL", 60.0, _float(1))
+
+    @property
+    def TOKEN_USED_PREFIX(self) -> str:
+        """Prefix of the Redis keys that mark tokens as used.
+        Default: ``botrix:jobs:token-used:``."""
+        return self._get("TOKEN_USED_PREFIX", "botrix:jobs:token-used:", _text)
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(

@@ -1,0 +1,116 @@
+"""Who is connecting, and from where: token authentication and the origin check.
+
+:class:`JobUpdatesAuthMiddleware` sits inside Channels' ``AuthMiddlewareStack``
+(which loads the session user). It only records its findings in the scope;
+the consumer refuses with an explicit error frame and close code, because a
+refusal at the handshake reaches a browser as a bare HTTP 403.
+
+* ``scope["user"]`` becomes the token's user when a valid token is offered
+  (see :mod:`jobupdates.tokens`); each token is accepted once.
+* ``scope["jobupdates.auth_error"]`` says why an offered token was refused.
+* ``scope["jobupdates.origin_ok"]`` says whether the ``Origin`` is allowed:
+  one of ``JOBUPDATES_ALLOWED_ORIGINS`` (``*`` allows any, explicitly), else
+  a host in ``ALLOWED_HOSTS``. A connection without ``Origin`` (not a
+  browser) is allowed only with a token: a session cookie alone could be a
+  cross-site WebSocket hijack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.http.request import split_domain_port, validate_host
+
+from jobupdates.conf import conf
+from jobupdates.redis_client import async_client
+from jobupdates.tokens import TOKEN_PREFIX, TokenError, read_token
+
+__all__ = ["AUTH_ERROR", "ORIGIN_OK", "JobUpdatesAuthMiddleware", "offered_token", "origin_allowed"]
+
+AUTH_ERROR = "jobupdates.auth_error"
+ORIGIN_OK = "jobupdates.origin_ok"
+VIA_TOKEN = "jobupdates.via_token"  # noqa: S105 - a scope key, not a secret
+
+
+def offered_token(subprotocols: Iterable[str]) -> str | None:
+    """Return the token among the offered subprotocols, if any."""
+    for offered in subprotocols:
+        if offered.startswith(TOKEN_PREFIX):
+            return offered[len(TOKEN_PREFIX) :]
+    return None
+
+
+def origin_allowed(
+    origin: str | None, *, allowed_origins: Sequence[str], allowed_hosts: Sequence[str]
+) -> bool:
+    """Whether a browser page at ``origin`` may connect."""
+    if origin is None:
+        return False
+    if "*" in allowed_origins or origin in allowed_origins:
+        return True
+    if allowed_origins:
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    domain, _port = split_domain_port(parts.netloc)
+    return bool(domain) and validate_host(domain, list(allowed_hosts))
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _active_user(pk: str) -> AbstractBaseUser | None:
+    user: AbstractBaseUser | None = (
+        get_user_model()._default_manager.filter(pk=pk, is_active=True).first()
+    )
+    return user
+
+
+class JobUpdatesAuthMiddleware:
+    """Token authentication and the origin check for WebSocket connections."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket":
+            scope = dict(scope)
+            token = offered_token(scope.get("subprotocols", []))
+            if token is not None:
+                await self._authenticate(scope, token)
+            origin = _header(scope, b"origin")
+            allowed = origin_allowed(
+                origin, allowed_origins=conf.ALLOWED_ORIGINS, allowed_hosts=settings.ALLOWED_HOSTS
+            )
+            scope[ORIGIN_OK] = allowed or (origin is None and scope.get(VIA_TOKEN, False))
+        return await self.inner(scope, receive, send)
+
+    async def _authenticate(self, scope: dict[str, Any], token: str) -> None:
+        try:
+            claims = read_token(token, max_age=conf.TOKEN_TTL)
+        except TokenError as exc:
+            scope[AUTH_ERROR] = str(exc)
+            return
+        first_use = await async_client().set(
+            conf.TOKEN_USED_PREFIX + claims.nonce, b"1", nx=True, ex=max(1, int(conf.TOKEN_TTL))
+        )
+        if not first_use:
+            scope[AUTH_ERROR] = "expected a fresh token, got one that was already used"
+            return
+        user: AbstractBaseUser | None = await database_sync_to_async(_active_user)(claims.user_pk)
+        if user is None:
+            scope[AUTH_ERROR] = "expected a token of an active user, got one of an unknown user"
+            return
+        scope["user"] = user
+        scope[VIA_TOKEN] = True

@@ -1,0 +1,68 @@
+"""Short-lived, single-use tokens for clients that have no Django session.
+
+A token is signed with the project's ``SECRET_KEY`` (Django's
+:class:`~django.core.signing.TimestampSigner`, ``.``-separated, so every
+character is valid in a ``Sec-WebSocket-Protocol`` header) and names a user
+and a random nonce. A client offers it as a WebSocket subprotocol::
+
+    Sec-WebSocket-Protocol: jobupdates.v1, token.<token>
+
+so it stays out of URLs and access logs. It expires after
+``JOBUPDATES_TOKEN_TTL`` seconds and the consumer accepts each nonce once
+(see :mod:`jobupdates.auth`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.core import signing
+
+__all__ = ["SUBPROTOCOL", "TOKEN_PREFIX", "TokenClaims", "TokenError", "mint_token", "read_token"]
+
+SUBPROTOCOL = "jobupdates.v1"
+"""The subprotocol the server selects when a client offers it."""
+TOKEN_PREFIX = "token."  # noqa: S105 - a prefix, not a secret
+"""A subprotocol starting with this carries a token."""
+_SALT = "jobupdates.ws-token"
+
+
+class TokenError(ValueError):
+    """A token that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a valid token says: whose it is, and its single-use nonce."""
+
+    user_pk: str
+    nonce: str
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=_SALT, sep=".")
+
+
+def mint_token(user_pk: object) -> str:
+    """Return a new token for the user with primary key ``user_pk``."""
+    return _signer().sign_object({"u": str(user_pk), "n": secrets.token_hex(12)})
+
+
+def read_token(token: str, max_age: float) -> TokenClaims:
+    """Verify ``token`` and return its claims.
+
+    Raises:
+        TokenError: If it is expired, forged or malformed.
+    """
+    try:
+        claims = _signer().unsign_object(token, max_age=max_age)
+    except signing.SignatureExpired:
+        raise TokenError(
+            f"expected a token younger than {max_age:g}s, got an expired one"
+        ) from None
+    except (signing.BadSignature, ValueError):
+        raise TokenError("expected a token signed by this server, got an invalid one") from None
+    if not (isinstance(claims, dict) and isinstance(claims.get("u"), str) and claims.get("n")):
+        raise TokenError("expected a token naming a user, got one without") from None
+    return TokenClaims(user_pk=claims["u"], nonce=str(claims["n"]))
