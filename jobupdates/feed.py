@@ -16,28 +16,41 @@ from typing import Any
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol.positions import Position, PositionError, as_state
 
-__all__ = ["Feed", "FeedOverflow", "Send"]
+__all__ = ["Feed", "Send"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 """An ASGI ``send``."""
 
 
-class FeedOverflow(Exception):
-    """More live updates arrived during a replay than a feed may hold back."""
-
-
 class Feed:
     """A connection's job updates: the all-jobs feed, or the jobs it subscribed to."""
 
-    def __init__(self, send: Send, *, jobs: Iterable[str] = (), max_held: int = 10_000) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        jobs: Iterable[str] = (),
+        max_held: int = 10_000,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 1024 * 1024,
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> None:
         """Args:
         send: The connection's ASGI send.
         jobs: The jobs to receive; none means the all-jobs feed.
         max_held: How many live updates may wait while a replay runs.
+        backlog: Gives the bytes the server has not yet written to the socket.
+        max_backlog: The most bytes a client may leave unread.
+        on_overflow: Called once, with the reason, when either limit is passed;
+            the feed sends nothing more.
         """
         self.send = send
         self.jobs: set[str] = set(jobs)
         self.max_held = max_held
+        self.backlog = backlog
+        self.max_backlog = max_backlog
+        self.on_overflow = on_overflow
+        self.overflowed = False
         self.sent = 0
         self.last_replayed: Position | None = None
         self._state_positions: dict[str, Position] = {}
@@ -55,16 +68,24 @@ class Feed:
     async def __call__(self, message: dict[str, Any]) -> None:
         """Take one ``websocket.send`` message from the layer (with ``job_id`` and
         ``position`` alongside ``text``)."""
-        if self.jobs and message.get("job_id") not in self.jobs:
+        if self.overflowed or (self.jobs and message.get("job_id") not in self.jobs):
             return
         held = self._held
         if held is not None:
             if len(held) >= self.max_held:
-                raise FeedOverflow(f"expected at most {self.max_held} updates during a replay")
-            held.append(message)
+                self._overflow(f"more than {self.max_held} updates arrived during a replay")
+            else:
+                held.append(message)
             return
         await self.send(message)
         self.sent += 1
+        if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
+            self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
+
+    def _overflow(self, reason: str) -> None:
+        self.overflowed = True
+        if self.on_overflow is not None:
+            self.on_overflow(reason)
 
     def hold(self) -> None:
         """Hold live updates back until :meth:`go_live` (while replaying or subscribing)."""

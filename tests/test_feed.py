@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from jobupdates.feed import Feed, FeedOverflow
+from jobupdates.feed import Feed
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol import JobUpdate
 from jobupdates.protocol.positions import Position, with_position
@@ -107,11 +105,30 @@ async def test_all_jobs_feed_when_no_job_is_named():
 
 
 async def test_holding_is_bounded():
-    feed = Feed(Socket(), max_held=2)
+    reasons = []
+    feed = Feed(Socket(), max_held=2, on_overflow=reasons.append)
     await feed(live(1))
     await feed(live(2))
-    with pytest.raises(FeedOverflow, match="expected at most 2 updates during a replay"):
-        await feed(live(3))
+    await feed(live(3))
+    assert reasons == ["more than 2 updates arrived during a replay"]
+    assert feed.overflowed
+
+
+async def test_a_client_that_stops_reading_overflows_once_and_gets_nothing_more():
+    socket = Socket()
+    unread = [0]
+    reasons = []
+
+    async def send(message):
+        await socket(message)
+        unread[0] += len(message["text"])
+
+    feed = Feed(send, backlog=lambda: unread[0], max_backlog=100, on_overflow=reasons.append)
+    await feed.go_live()
+    for seq in range(10):
+        await feed(live(seq))
+    assert len(socket.frames) == 2  # the second one crossed 100 bytes
+    assert reasons == [f"{unread[0]} bytes unread, over the limit of 100"]
 
 
 async def test_messages_without_positions_are_never_dropped_as_covered():
