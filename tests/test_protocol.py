@@ -227,3 +227,59 @@ def test_frames_gain_a_position_and_become_state_frames():
     assert json.loads(as_state(frame))["type"] == "job_state"
     with pytest.raises(ValueError, match="expected a frame starting"):
         as_state('{"type":"pong"}')
+
+
+# Subscriptions and the connect request
+
+
+def test_subscribe_and_unsubscribe_frames():
+    message = parse_client_frame('{"type":"subscribe","job_ids":["a",7,"a"]}', None)
+    assert message.type is ClientMessageType.SUBSCRIBE
+    assert message.job_ids == ("a", "7")
+    assert parse_client_frame('{"type":"unsubscribe","job_ids":["b"]}', None).job_ids == ("b",)
+
+
+@pytest.mark.parametrize(
+    ("frame", "detail"),
+    [
+        ('{"type":"subscribe"}', "expected job_ids to be a non-empty list, got null"),
+        ('{"type":"subscribe","job_ids":[]}', "expected job_ids to be a non-empty list, got list"),
+        ('{"type":"subscribe","job_ids":"a"}', "got str"),
+        ('{"type":"subscribe","job_ids":["a",""]}', "job_ids[1]: expected a non-empty job_id"),
+        ('{"type":"unsubscribe","job_ids":[true]}', "job_ids[0]: expected job_id to be a string"),
+    ],
+)
+def test_bad_subscriptions_name_the_wrong_entry(frame, detail):
+    with pytest.raises(FrameError) as error:
+        parse_client_frame(frame, None)
+    assert error.value.code is ErrorCode.INVALID_JOB_IDS
+    assert detail in error.value.detail
+
+
+def test_connect_query():
+    from jobupdates.protocol.connect import ConnectRequest, parse_connect_query
+
+    assert parse_connect_query(b"") == ConnectRequest()
+    assert parse_connect_query(b"since=5-1&job=a&job=b%20c&job=a&x=1") == ConnectRequest(
+        since="5-1", job_ids=("a", "b c")
+    )
+    with pytest.raises(FrameError) as error:
+        parse_connect_query(b"job=")
+    assert error.value.code is ErrorCode.INVALID_JOB_IDS
+    with pytest.raises(FrameError) as error:
+        parse_connect_query("since=1-0&since=2-0")
+    assert error.value.code is ErrorCode.INVALID_POSITION
+
+
+def test_reset_and_subscription_frames():
+    from jobupdates.protocol.frames import ServerMessageType, reset_frame, subscriptions_frame
+
+    assert json.loads(reset_frame("position_too_old", "reload")) == {
+        "type": "reset",
+        "reason": "position_too_old",
+        "message": "reload",
+    }
+    assert json.loads(subscriptions_frame(ServerMessageType.SUBSCRIBED, ("a",))) == {
+        "type": "subscribed",
+        "job_ids": ["a"],
+    }

@@ -26,10 +26,10 @@ from jobupdates.protocol.frames import (
     pong_frame,
     welcome_frame,
 )
+from jobupdates.protocol.jobs import MAX_JOB_ID_LENGTH, JobIdError, normalize_job_id
 from jobupdates.protocol.updates import (
     DEFAULT_STATUSES,
     JOB_UPDATE_EVENT,
-    MAX_JOB_ID_LENGTH,
     InvalidJobUpdate,
     JobUpdate,
     RejectReason,
@@ -47,10 +47,12 @@ __all__ = [
     "ErrorCode",
     "FrameError",
     "InvalidJobUpdate",
+    "JobIdError",
     "JobUpdate",
     "RejectReason",
     "ServerMessageType",
     "error_frame",
+    "normalize_job_id",
     "parse_client_frame",
     "parse_job_update",
     "pong_frame",

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from jobupdates.protocol._json import describe, dumps
+from jobupdates.protocol.jobs import JobIdError, normalize_job_id
 
 MAX_CLIENT_FRAME_BYTES = 4096
 """The largest client frame parsed; the client protocol only has tiny frames."""
@@ -26,6 +27,19 @@ class ErrorCode(enum.StrEnum):
     INVALID_JSON = "invalid_json"
     NOT_AN_OBJECT = "not_an_object"
     UNKNOWN_TYPE = "unknown_type"
+    INVALID_JOB_IDS = "invalid_job_ids"
+    INVALID_POSITION = "invalid_position"
+    DISCONNECTED_BY_STAFF = "disconnected_by_staff"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code, not a secret
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    FORBIDDEN = "forbidden"
+    JOB_FORBIDDEN = "job_forbidden"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_BAD_FRAMES = "too_many_bad_frames"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    SERVER_FULL = "server_full"
+    SLOW_CLIENT = "slow_client"
 
 
 class CloseCode(enum.IntEnum):
@@ -52,6 +66,10 @@ class ServerMessageType(enum.StrEnum):
 
     WELCOME = "welcome"
     JOB_UPDATE = "job_update"
+    JOB_STATE = "job_state"
+    RESET = "reset"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
     PONG = "pong"
     ERROR = "error"
 
@@ -60,6 +78,8 @@ class ClientMessageType(enum.StrEnum):
     """The ``type`` of each frame a client may send."""
 
     PING = "ping"
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
 
 
 class FrameError(ValueError):
@@ -85,9 +105,31 @@ class ClientMessage:
 
     Attributes:
         type: What the client asks for.
+        job_ids: The jobs to (un)subscribe, in order, without repeats.
     """
 
     type: ClientMessageType
+    job_ids: tuple[str, ...] = ()
+
+
+def parse_job_ids(raw: object) -> tuple[str, ...]:
+    """Validate a list of job ids from a client; drop repeats, keep the order.
+
+    Raises:
+        FrameError: ``invalid_job_ids``, saying which entry is wrong.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise FrameError(
+            ErrorCode.INVALID_JOB_IDS,
+            f"expected job_ids to be a non-empty list, got {describe(raw)}",
+        )
+    job_ids: dict[str, None] = {}
+    for index, item in enumerate(raw):
+        try:
+            job_ids[normalize_job_id(item)] = None
+        except JobIdError as exc:
+            raise FrameError(ErrorCode.INVALID_JOB_IDS, f"job_ids[{index}]: {exc.detail}") from None
+    return tuple(job_ids)
 
 
 def parse_client_frame(text: str | None, data: bytes | None) -> ClientMessage:
@@ -123,7 +165,10 @@ def parse_client_frame(text: str | None, data: bytes | None) -> ClientMessage:
         raise FrameError(ErrorCode.NOT_AN_OBJECT, f"expected a JSON object, got {describe(value)}")
     kind = value.get("type")
     if isinstance(kind, str) and kind in _CLIENT_TYPES:
-        return ClientMessage(type=ClientMessageType(kind))
+        message_type = ClientMessageType(kind)
+        if message_type is ClientMessageType.PING:
+            return ClientMessage(type=message_type)
+        return ClientMessage(type=message_type, job_ids=parse_job_ids(value.get("job_ids")))
     expected = ", ".join(repr(t.value) for t in ClientMessageType)
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE, f"expected type to be one of {expected}, got {kind!r:.60}"
@@ -143,3 +188,13 @@ def pong_frame() -> str:
 def error_frame(code: ErrorCode, message: str) -> str:
     """Return an ``error`` frame with a stable code and a human-readable message."""
     return dumps({"type": ServerMessageType.ERROR.value, "code": code.value, "message": message})
+
+
+def reset_frame(reason: str, message: str) -> str:
+    """Tell a resuming client that it missed updates it cannot get back."""
+    return dumps({"type": ServerMessageType.RESET.value, "reason": reason, "message": message})
+
+
+def subscriptions_frame(kind: ServerMessageType, job_ids: tuple[str, ...]) -> str:
+    """Acknowledge a ``subscribe`` (``subscribed``) or ``unsubscribe`` (``unsubscribed``)."""
+    return dumps({"type": kind.value, "job_ids": list(job_ids)})

@@ -15,6 +15,7 @@ from typing import Any
 
 from jobupdates.protocol._json import describe, dumps
 from jobupdates.protocol.frames import ServerMessageType
+from jobupdates.protocol.jobs import JobIdError, normalize_job_id
 
 DEFAULT_STATUSES: tuple[str, ...] = (
     "pending",
@@ -25,9 +26,6 @@ DEFAULT_STATUSES: tuple[str, ...] = (
     "cancelled",
 )
 """The job statuses accepted when ``JOBUPDATES_STATUSES`` is not set."""
-
-MAX_JOB_ID_LENGTH = 255
-"""The longest ``job_id`` accepted, in characters."""
 
 JOB_UPDATE_EVENT = "job.update"
 """Channel-layer event type of a job update; its ``text`` is the client frame."""
@@ -127,23 +125,11 @@ def _loads_object(text: str) -> dict[str, Any]:
 
 
 def _job_id(payload: dict[str, Any]) -> str:
-    if "job_id" not in payload or payload["job_id"] is None:
-        raise InvalidJobUpdate(RejectReason.MISSING_JOB_ID, "expected a job_id field, got none")
-    raw = payload["job_id"]
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise InvalidJobUpdate(
-            RejectReason.INVALID_JOB_ID,
-            f"expected job_id to be a string or an integer, got {describe(raw)}",
-        )
-    job_id = str(raw)
-    if not job_id.strip():
-        raise InvalidJobUpdate(RejectReason.MISSING_JOB_ID, "expected a non-empty job_id, got ''")
-    if len(job_id) > MAX_JOB_ID_LENGTH:
-        raise InvalidJobUpdate(
-            RejectReason.INVALID_JOB_ID,
-            f"expected job_id of at most {MAX_JOB_ID_LENGTH} characters, got {len(job_id)}",
-        )
-    return job_id
+    try:
+        return normalize_job_id(payload.get("job_id"))
+    except JobIdError as exc:
+        reason = RejectReason.MISSING_JOB_ID if exc.missing else RejectReason.INVALID_JOB_ID
+        raise InvalidJobUpdate(reason, exc.detail) from None
 
 
 def _status(payload: dict[str, Any], statuses: Collection[str]) -> str:
