@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,4 +90,59 @@ def check_channel_layer(
                     id="jobupdates.W001",
                 )
             )
+    return messages
+
+
+MIN_TOKEN_LENGTH = 32
+"""Shortest monitoring or metrics token accepted: guessing must be hopeless."""
+
+
+def check_monitoring(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report monitoring and registry settings that are unsafe or unusable.
+
+    | id | problem |
+    | --- | --- |
+    | E010 | ``PROMETHEUS_MULTIPROC_DIR`` is set but is not a writable directory |
+    | E011 | ``JOBUPDATES_MONITORING_TOKEN`` or ``JOBUPDATES_METRICS_TOKEN`` is too short |
+    | E012 | ``JOBUPDATES_REGISTRY_SOCKET_TIMEOUT`` is not shorter than two refresh intervals |
+    """
+    messages: list[CheckMessage] = []
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc is not None and not (os.path.isdir(multiproc) and os.access(multiproc, os.W_OK)):
+        messages.append(
+            Error(
+                f"PROMETHEUS_MULTIPROC_DIR: expected a writable directory, got {multiproc!r}.",
+                hint="Create one empty directory per host, shared by its server processes.",
+                id="jobupdates.E010",
+            )
+        )
+    for name in ("MONITORING_TOKEN", "METRICS_TOKEN"):
+        try:
+            token = getattr(conf, name)
+        except ImproperlyConfigured:
+            continue  # reported by check_settings
+        if token and len(token) < MIN_TOKEN_LENGTH:
+            messages.append(
+                Error(
+                    f"{PREFIX}{name}: expected at least {MIN_TOKEN_LENGTH} characters, "
+                    f"got {len(token)}.",
+                    hint="Generate one: python -c 'import secrets; print(secrets.token_hex())'",
+                    id="jobupdates.E011",
+                )
+            )
+    try:
+        timeout, interval = conf.REGISTRY_SOCKET_TIMEOUT, conf.REGISTRY_INTERVAL
+    except ImproperlyConfigured:
+        return messages  # reported by check_settings
+    if timeout >= 2 * interval:
+        messages.append(
+            Error(
+                f"{PREFIX}REGISTRY_SOCKET_TIMEOUT ({timeout}) must be shorter than two "
+                f"{PREFIX}REGISTRY_INTERVAL ({interval}): a slow refresh would let the "
+                "instance's clients expire while it is alive.",
+                id="jobupdates.E012",
+            )
+        )
     return messages

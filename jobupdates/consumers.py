@@ -11,6 +11,7 @@ it, still with no JSON work.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -19,8 +20,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from jobupdates import protocol
 from jobupdates.conf import conf
+from jobupdates.deliveries import RECEIVED_AT, counters
 from jobupdates.layers import JobUpdatesChannelLayer
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode
+from jobupdates.registry import LocalClient, get_registry
 
 __all__ = ["JobUpdatesConsumer"]
 
@@ -32,6 +35,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
 
     client_id: str = ""
     group: str | None = None
+    presence: LocalClient | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Call the handler for ``message`` without Channels' ORM cleanup.
@@ -61,6 +65,9 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.send(text_data=protocol.welcome_frame(self.client_id))
         await self.join(conf.GROUP)
+        self.presence = await get_registry().register(
+            self.scope, self.client_id, self.channel_name, conf.GROUP
+        )
         logger.info("client %s connected (user %s)", self.client_id, getattr(user, "pk", None))
 
     async def refuse(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
@@ -74,6 +81,8 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await self.close(code=int(close_code))  # autobahn rejects IntEnum
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.presence is not None:
+            self.presence.last_active = time.time()
         try:
             message = protocol.parse_client_frame(text_data, bytes_data)
         except protocol.FrameError as exc:
@@ -96,7 +105,19 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
                 self.channel_layer.detach(self.channel_name)
             await self.channel_layer.group_discard(self.group, self.channel_name)
             logger.info("client %s disconnected (code %s)", self.client_id, code)
+        if self.presence is not None:
+            await get_registry().unregister(self.client_id)
 
     async def job_update(self, event: dict[str, Any]) -> None:
         """Relay one update from the bridge; ``event["text"]`` is already the frame."""
         await self.send(text_data=event["text"])
+        counters.direct(event.get(RECEIVED_AT))
+        if self.presence is not None:
+            self.presence.direct += 1
+
+    async def jobupdates_disconnect(self, event: dict[str, Any]) -> None:
+        """Close on a staff member's request (admin action): error frame, then 4000."""
+        logger.info("client %s disconnected by staff (%s)", self.client_id, event.get("by"))
+        message = "a staff member disconnected this client; reload the page to reconnect"
+        await self.send(text_data=protocol.error_frame(ErrorCode.DISCONNECTED_BY_STAFF, message))
+        await self.close(code=int(CloseCode.DISCONNECTED_BY_STAFF))

@@ -28,6 +28,7 @@ from channels_redis.pubsub import (
 from channels_redis.utils import _wrap_close, decode_hosts
 from redis.exceptions import RedisError
 
+from jobupdates.deliveries import RECEIVED_AT, counters
 from jobupdates.protocol import JOB_UPDATE_EVENT
 
 __all__ = ["JobUpdatesChannelLayer", "Sink"]
@@ -132,3 +133,5 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             except Exception:  # one broken connection must not stop the fan-out
                 logger.exception("direct send to %s failed; it falls back to its queue", channel)
                 layer.sinks.pop(channel, None)
+        if send is not None:  # once per update and process, for the registry and /metrics
+            counters.fanout(name, len(members), event.get(RECEIVED_AT))

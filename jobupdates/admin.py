@@ -1,0 +1,146 @@
+"""Django admin: "Connected clients", a read-only list of who is connected right now.
+
+Each list or detail request first rebuilds the :class:`ConnectedClient` read
+model from the Redis registry, so the admin's search, ordering, instance
+filter and pagination work on live data. The only action disconnects the
+selected clients: it sends :data:`~jobupdates.registry.DISCONNECT_EVENT` to
+each client's channel, and its consumer, on whichever process holds it,
+sends an ``error`` frame and closes with 4000. Every staff member may see
+and use it; nothing can be added, changed or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
+
+from jobupdates.models import ConnectedClient
+from jobupdates.registry import DISCONNECT_EVENT, read_snapshot, sync_client
+
+__all__ = ["ConnectedClientAdmin"]
+
+logger = logging.getLogger(__name__)
+
+
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[ConnectedClient]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_active and user.is_staff)
+
+
+async def _send_disconnects(channels: list[str], by: str) -> None:
+    layer = get_channel_layer()
+    for channel in channels:
+        await layer.send(channel, {"type": DISCONNECT_EVENT, "by": by})
+
+
+@admin.register(ConnectedClient)
+class ConnectedClientAdmin(_ModelAdmin):
+    """The live list of WebSocket clients, across every server process."""
+
+    list_display = (
+        "client_id",
+        "username",
+        "remote_addr",
+        "instance",
+        "connected_at",
+        "last_active",
+        "messages_sent",
+    )
+    list_filter = ("instance",)
+    search_fields = ("client_id", "username", "remote_addr")
+    ordering = ("-connected_at",)
+    sortable_by = ("username", "remote_addr", "instance", "connected_at", "last_active")
+    readonly_fields = (
+        "client_id",
+        "user_id",
+        "username",
+        "remote_addr",
+        "user_agent",
+        "instance",
+        "connected_at",
+        "last_active",
+        "subscriptions",
+        "messages_sent",
+        "channel_name",
+    )
+    actions = ["disconnect_selected"]
+    list_per_page = 100
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_staff(request)
+
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        """Who may use the disconnect action: any staff member."""
+        return _is_staff(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _refresh(self, request: HttpRequest) -> None:
+        """Rebuild the read model from Redis; on failure, say so and show the last rows."""
+        try:
+            snapshot = read_snapshot(sync_client())
+        except (RedisError, OSError) as exc:
+            logger.warning("could not read the client registry (%s: %s)", type(exc).__name__, exc)
+            self.message_user(
+                request,
+                f"The client registry could not be read ({type(exc).__name__}); "
+                "this list may be out of date.",
+                messages.WARNING,
+            )
+            return
+        ConnectedClient.objects.replace_with(snapshot.clients)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Disconnect selected clients", permissions=["disconnect"])
+    def disconnect_selected(
+        self, request: HttpRequest, queryset: QuerySet[ConnectedClient]
+    ) -> None:
+        """Ask each selected client's consumer to send an error frame and close with 4000."""
+        clients = list(queryset)
+        by = request.user.get_username()
+        async_to_sync(_send_disconnects)([c.channel_name for c in clients], by)
+        for client in clients:
+            logger.info("%s disconnected client %s", by, client.client_id)
+        self.message_user(
+            request, f"Asked {len(clients)} client(s) to disconnect.", messages.SUCCESS
+        )

@@ -1,0 +1,68 @@
+"""Per-process delivery counters, cheap enough for the hot path.
+
+The layer's fast path calls :meth:`DeliveryCounters.fanout` once per job
+update per process (not per client): a dict update, an addition and, when
+the event carries the bridge's receipt time, one list append. A client's
+``messages_sent`` is then the number of fan-outs to its group since it
+joined, plus what reached it through the consumer's ordinary handler; no
+per-message work is done per client. The registry's batched refresh drains
+the latencies into the Prometheus histogram once per interval.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["MAX_PENDING_LATENCIES", "RECEIVED_AT", "DeliveryCounters", "counters"]
+
+RECEIVED_AT = "received_at"
+"""Optional field of a job-update event: when the bridge received it (Unix time)."""
+MAX_PENDING_LATENCIES = 100_000
+"""Latencies kept between two refreshes; later ones are counted as dropped."""
+
+
+class DeliveryCounters:
+    """What this process delivered since it started.
+
+    Attributes:
+        by_group: Job updates fanned out to each group by the layer's fast path.
+        deliveries: Frames written to clients (fast path and ordinary path).
+        latencies: Seconds from bridge receipt to the last local send, per
+            fan-out, not yet drained.
+        dropped_latencies: Latencies not kept because too many were pending.
+    """
+
+    __slots__ = ("by_group", "deliveries", "dropped_latencies", "latencies")
+
+    def __init__(self) -> None:
+        self.by_group: dict[str, int] = {}
+        self.deliveries = 0
+        self.latencies: list[float] = []
+        self.dropped_latencies = 0
+
+    def fanout(self, group: str, members: int, received_at: object) -> None:
+        """Count one job update written to ``members`` local clients of ``group``."""
+        self.by_group[group] = self.by_group.get(group, 0) + 1
+        self.deliveries += members
+        self._latency(received_at)
+
+    def direct(self, received_at: object) -> None:
+        """Count one job update relayed by a consumer's ordinary handler."""
+        self.deliveries += 1
+        self._latency(received_at)
+
+    def _latency(self, received_at: object) -> None:
+        if isinstance(received_at, float | int) and received_at > 0:
+            if len(self.latencies) < MAX_PENDING_LATENCIES:
+                self.latencies.append(max(0.0, time.time() - received_at))
+            else:
+                self.dropped_latencies += 1
+
+    def drain_latencies(self) -> list[float]:
+        """Return and forget the latencies recorded since the last drain."""
+        drained, self.latencies = self.latencies, []
+        return drained
+
+
+counters = DeliveryCounters()
+"""This process's counters."""

@@ -1,0 +1,147 @@
+"""Prometheus metrics, served at ``/metrics`` (see :mod:`jobupdates.views`).
+
+Server processes record their own series (connections, connects,
+disconnects, deliveries, delivery latency, registry Redis errors) with
+prometheus-client. When several processes share a host, set
+``PROMETHEUS_MULTIPROC_DIR`` to one empty directory for all of them (before
+they start): each process then writes its series to files there and
+``/metrics`` in any of them reports them all. The connections gauge is
+``livesum``: the files of a process that died are dropped at the next scrape.
+
+The bridge's counters come from the bridge's report in Redis
+(:mod:`jobupdates.bridge_stats`), so every instance reports the same
+``jobupdates_bridge_*`` series: aggregate them with ``max``, not ``sum``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "CONNECTIONS",
+    "CONNECTS",
+    "CONTENT_TYPE_LATEST",
+    "DELIVERIES",
+    "DELIVERY_LATENCY",
+    "DISCONNECTS",
+    "REDIS_RECONNECTS",
+    "BridgeCollector",
+    "render",
+]
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+CONNECTIONS = Gauge(
+    "jobupdates_connections",
+    "WebSocket clients connected, per server instance.",
+    ["instance"],
+    multiprocess_mode="livesum",
+)
+CONNECTS = Counter("jobupdates_connects", "WebSocket clients accepted and registered.")
+DISCONNECTS = Counter("jobupdates_disconnects", "Registered WebSocket clients that disconnected.")
+DELIVERIES = Counter("jobupdates_deliveries", "Job-update frames written to WebSocket clients.")
+DELIVERY_LATENCY = Histogram(
+    "jobupdates_delivery_latency_seconds",
+    "Seconds from the bridge's receipt of an update to its last local send, per process.",
+    buckets=LATENCY_BUCKETS,
+)
+REDIS_RECONNECTS = Counter(
+    "jobupdates_redis_reconnects",
+    "Failed Redis calls after which the component reconnects.",
+    ["component"],
+)
+
+
+class BridgeCollector(Collector):
+    """Reports the live bridges' counters from their reports in Redis, at scrape time."""
+
+    def __init__(self, reports: list[dict[str, Any]]) -> None:
+        """Args:
+        reports: The live bridges' reports (:func:`jobupdates.bridge_stats.read_reports`).
+        """
+        self.reports = reports
+
+    def collect(self) -> Iterator[Any]:
+        received = CounterMetricFamily(
+            "jobupdates_bridge_received", "Messages the bridge read from Redis.", labels=["bridge"]
+        )
+        forwarded = CounterMetricFamily(
+            "jobupdates_bridge_forwarded",
+            "Valid updates the bridge forwarded.",
+            labels=["bridge", "status"],
+        )
+        rejected = CounterMetricFamily(
+            "jobupdates_bridge_rejected",
+            "Messages the bridge rejected.",
+            labels=["bridge", "reason"],
+        )
+        reconnects = CounterMetricFamily(
+            "jobupdates_bridge_redis_reconnects",
+            "Times the bridge lost Redis and reconnected.",
+            labels=["bridge"],
+        )
+        up = GaugeMetricFamily(
+            "jobupdates_bridge_subscribed", "1 while the bridge is subscribed.", labels=["bridge"]
+        )
+        for report in self.reports:
+            bridge = str(report.get("bridge", ""))
+            received.add_metric([bridge], float(report.get("received", 0)))
+            by_status = report.get("forwarded_by_status") or {"": report.get("forwarded", 0)}
+            for status, count in sorted(by_status.items()):
+                forwarded.add_metric([bridge, status], float(count))
+            for reason, count in sorted((report.get("rejected") or {}).items()):
+                rejected.add_metric([bridge, reason], float(count))
+            reconnects.add_metric([bridge], float(report.get("reconnects", 0)))
+            up.add_metric([bridge], 1.0 if report.get("state") == "subscribed" else 0.0)
+        yield from (received, forwarded, rejected, reconnects, up)
+
+
+def _prune_dead_processes(path: str) -> None:
+    """Drop the live-gauge files of processes that no longer run (killed, crashed)."""
+    for name in glob.glob(os.path.join(path, "gauge_live*.db")):
+        found = _LIVE_GAUGE_FILE.search(os.path.basename(name))
+        if found is None:
+            continue
+        pid = int(found.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def render(bridge_reports: list[dict[str, Any]]) -> bytes:
+    """Return the Prometheus text exposition of every series."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        _prune_dead_processes(path)
+        local = CollectorRegistry()
+        multiprocess.MultiProcessCollector(local, path)  # type: ignore[no-untyped-call]
+    else:
+        local = REGISTRY
+    bridges = CollectorRegistry()
+    bridges.register(BridgeCollector(bridge_reports))
+    return generate_latest(local) + generate_latest(bridges)

@@ -1,0 +1,87 @@
+"""The admin's read model of the client registry.
+
+The registry lives in Redis (:mod:`jobupdates.registry`); Django's admin needs
+a queryset to search, order, filter and paginate. :class:`ConnectedClient` is
+a table the admin rebuilds from Redis on each request
+(:meth:`ConnectedClientQuerySet.replace_with`), so the list is as fresh as
+Redis. Nothing writes it otherwise, and nothing in it is editable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from django.db import IntegrityError, models, transaction
+
+from jobupdates.presence import ClientRecord
+
+__all__ = ["ConnectedClient"]
+
+logger = logging.getLogger(__name__)
+
+
+def _when(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+
+
+class ConnectedClientQuerySet(models.QuerySet["ConnectedClient"]):
+    """Queries of the read model."""
+
+    def replace_with(self, records: list[ClientRecord]) -> None:
+        """Make the table hold exactly ``records``: delete and bulk insert in one transaction.
+
+        Two concurrent refreshes may race on insert; the loser keeps the
+        winner's rows, which are as fresh.
+        """
+        rows = [ConnectedClient.from_record(record) for record in records]
+        try:
+            with transaction.atomic():
+                self.all().delete()
+                self.bulk_create(rows)
+        except IntegrityError:
+            logger.info("another request refreshed the connected clients at the same time")
+
+
+class ConnectedClient(models.Model):
+    """One WebSocket client connected to any server process (read model; see the module)."""
+
+    client_id = models.CharField("client id", max_length=32, primary_key=True)
+    user_id = models.BigIntegerField("user id", null=True, blank=True)
+    username = models.CharField("user", max_length=150, blank=True)
+    remote_addr = models.CharField("IP address", max_length=64)
+    user_agent = models.CharField("user agent", max_length=512, blank=True)
+    instance = models.CharField("server instance", max_length=255, db_index=True)
+    connected_at = models.DateTimeField("connected at")
+    last_active = models.DateTimeField("last active")
+    subscriptions = models.CharField(max_length=1024, blank=True)
+    messages_sent = models.BigIntegerField("messages sent", default=0)
+    channel_name = models.CharField("channel", max_length=255)
+
+    objects = ConnectedClientQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "connected client"
+        verbose_name_plural = "connected clients"
+        ordering = ["-connected_at"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.client_id} ({self.username or 'anonymous'} from {self.remote_addr})"
+
+    @classmethod
+    def from_record(cls, record: ClientRecord) -> ConnectedClient:
+        """Build an unsaved row from a registry record."""
+        return cls(
+            client_id=record.client_id,
+            user_id=record.user_id,
+            username=record.username,
+            remote_addr=record.remote_addr,
+            user_agent=record.user_agent[:512],
+            instance=record.instance,
+            connected_at=_when(record.connected_at),
+            last_active=_when(record.last_active),
+            subscriptions=", ".join(record.subscriptions)[:1024],
+            messages_sent=record.messages_sent,
+            channel_name=record.channel_name,
+        )

@@ -1,0 +1,282 @@
+"""The cluster-wide client registry: who is connected, to which process.
+
+Each server process has one :class:`Registry` (per event loop). Its Redis
+cost is fixed:
+
+* connect: one pipelined round trip (the client's record, and the
+  instance's heartbeat and membership);
+* disconnect: one round trip (``HDEL``);
+* one batched refresh per ``JOBUPDATES_REGISTRY_INTERVAL``: a transaction
+  that rewrites this instance's clients hash (with the ``last_active`` and
+  ``messages_sent`` kept in memory) and renews the heartbeat, both with a
+  TTL of two intervals;
+* nothing per message.
+
+Readers (:func:`read_snapshot`) trust only instances whose heartbeat is
+alive, so the clients of a process killed by SIGKILL vanish within two
+intervals. A refresh also rebuilds everything after Redis lost its data.
+Registry failures are logged and counted, never raised into the consumer.
+The key layout is in :mod:`jobupdates.presence`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from jobupdates import metrics
+from jobupdates.conf import conf
+from jobupdates.deliveries import counters
+from jobupdates.presence import (
+    INSTANCES_KEY,
+    ClientRecord,
+    InstanceInfo,
+    Snapshot,
+    clients_key,
+    header,
+    instance_key,
+    merge_snapshot,
+    parse_networks,
+    resolve_remote_addr,
+)
+
+__all__ = ["DISCONNECT_EVENT", "LocalClient", "Registry", "get_registry", "read_snapshot"]
+
+logger = logging.getLogger(__name__)
+
+DISCONNECT_EVENT = "jobupdates.disconnect"
+"""Channel-layer event the admin sends to a client's channel to disconnect it."""
+COMPONENT = "registry"
+
+
+@dataclass(slots=True)
+class LocalClient:
+    """A client of this process; the consumer touches :attr:`last_active` and :attr:`direct`.
+
+    Attributes:
+        record: What is stored in Redis (``messages_sent`` is filled in on refresh).
+        group: The group whose fan-outs it receives.
+        base: The process's fan-out count of ``group`` when it joined.
+        last_active: When it last sent a frame (Unix time).
+        direct: Updates relayed to it by the consumer's ordinary handler.
+    """
+
+    record: ClientRecord
+    group: str
+    base: int
+    last_active: float
+    direct: int = 0
+
+    def current(self) -> ClientRecord:
+        """Return the record with the in-memory counters written in."""
+        record = self.record
+        record.last_active = self.last_active
+        record.messages_sent = counters.by_group.get(self.group, 0) - self.base + self.direct
+        return record
+
+
+class Registry:
+    """This process's clients, mirrored to Redis."""
+
+    def __init__(self, client: aioredis.Redis, *, interval: float) -> None:
+        """Args:
+        client: The Redis to write to, with an explicit ``socket_timeout``.
+        interval: Seconds between batched refreshes.
+        """
+        self.redis = client
+        self.interval = interval
+        self.ttl_ms = max(1, int(interval * 2000))
+        self.info = InstanceInfo(
+            instance=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=time.time(),
+            reported_at=time.time(),
+        )
+        self.clients: dict[str, LocalClient] = {}
+        self._lock = asyncio.Lock()  # orders connect/disconnect writes around refreshes
+        self._task: asyncio.Task[None] | None = None
+        self._gauge = metrics.CONNECTIONS.labels(instance=self.instance)
+        self._flushed_deliveries = counters.deliveries
+
+    @property
+    def instance(self) -> str:
+        """This process's instance id."""
+        return self.info.instance
+
+    def _heartbeat(self) -> str:
+        self.info = dataclasses.replace(self.info, reported_at=time.time())
+        return self.info.to_json()
+
+    async def register(
+        self, scope: Mapping[str, Any], client_id: str, channel_name: str, group: str
+    ) -> LocalClient:
+        """Add a client that was just accepted: one Redis round trip."""
+        user = scope.get("user")
+        authenticated = bool(getattr(user, "is_authenticated", False))
+        peer = scope.get("client")
+        headers = scope.get("headers", [])
+        now = time.time()
+        record = ClientRecord(
+            client_id=client_id,
+            channel_name=channel_name,
+            user_id=getattr(user, "pk", None) if authenticated else None,
+            username=str(user.get_username()) if authenticated and user is not None else "",
+            remote_addr=resolve_remote_addr(
+                peer[0] if peer else None,
+                header(headers, b"x-forwarded-for"),
+                parse_networks(conf.TRUSTED_PROXIES),
+            ),
+            user_agent=(header(headers, b"user-agent") or "")[:512],
+            instance=self.instance,
+            connected_at=now,
+            last_active=now,
+            subscriptions=[group],
+        )
+        local = LocalClient(record, group, counters.by_group.get(group, 0), now)
+        self.clients[client_id] = local
+        self._gauge.set(len(self.clients))
+        metrics.CONNECTS.inc()
+        self._ensure_refreshing()
+        async with self._lock:
+            await self._write(
+                "register",
+                lambda pipe: (
+                    pipe.hset(clients_key(self.instance), client_id, record.to_json()),
+                    pipe.pexpire(clients_key(self.instance), self.ttl_ms),
+                    pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms),
+                    pipe.sadd(INSTANCES_KEY, self.instance),
+                ),
+                transaction=False,
+            )
+        return local
+
+    async def unregister(self, client_id: str) -> None:
+        """Remove a client that disconnected: one Redis round trip."""
+        if self.clients.pop(client_id, None) is None:
+            return
+        self._gauge.set(len(self.clients))
+        metrics.DISCONNECTS.inc()
+        async with self._lock:
+            await self._write(
+                "unregister",
+                lambda pipe: pipe.hdel(clients_key(self.instance), client_id),
+                transaction=False,
+            )
+
+    async def refresh(self) -> None:
+        """Rewrite this instance's clients and heartbeat: one round trip for all of them."""
+        self._flush_metrics()
+        async with self._lock:
+            records = {cid: c.current().to_json() for cid, c in self.clients.items()}
+            key = clients_key(self.instance)
+
+            def commands(pipe: Any) -> None:
+                pipe.delete(key)
+                if records:
+                    pipe.hset(key, mapping=records)
+                    pipe.pexpire(key, self.ttl_ms)
+                pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms)
+                pipe.sadd(INSTANCES_KEY, self.instance)
+
+            await self._write("refresh", commands, transaction=True)
+
+    async def _write(self, what: str, build: Callable[[Any], object], *, transaction: bool) -> None:
+        try:
+            async with self.redis.pipeline(transaction=transaction) as pipe:
+                build(pipe)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            metrics.REDIS_RECONNECTS.labels(component=COMPONENT).inc()
+            logger.warning("registry %s failed (%s: %s)", what, type(exc).__name__, exc)
+
+    def _flush_metrics(self) -> None:
+        delivered = counters.deliveries - self._flushed_deliveries
+        self._flushed_deliveries = counters.deliveries
+        if delivered:
+            metrics.DELIVERIES.inc(delivered)
+        for latency in counters.drain_latencies():
+            metrics.DELIVERY_LATENCY.observe(latency)
+
+    def _ensure_refreshing(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.refresh()
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Registry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_registry() -> Registry:
+    """Return the registry of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    registry = _registries.get(loop)
+    if registry is None:
+        timeout = conf.REGISTRY_SOCKET_TIMEOUT
+        client = aioredis.Redis.from_url(
+            conf.REDIS_URL,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=AsyncRetry(NoBackoff(), 1),  # one immediate retry on a stale connection
+        )
+        registry = _registries[loop] = Registry(client, interval=conf.REGISTRY_INTERVAL)
+    return registry
+
+
+def sync_client() -> redis.Redis:
+    """Return a Redis client for reading the registry from a view."""
+    timeout = conf.REGISTRY_SOCKET_TIMEOUT
+    return redis.Redis.from_url(
+        conf.REDIS_URL,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def _names(values: Iterable[Any]) -> list[str]:
+    return sorted(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+
+
+def read_snapshot(client: redis.Redis) -> Snapshot:
+    """Read every live instance and its clients (two round trips); prune dead instances.
+
+    Raises:
+        redis.exceptions.RedisError: If Redis cannot be read.
+    """
+    ids = _names(client.smembers(INSTANCES_KEY))
+    if not ids:
+        return Snapshot(instances={}, clients=[])
+    with client.pipeline(transaction=False) as pipe:
+        for instance in ids:
+            pipe.get(instance_key(instance))
+            pipe.hgetall(clients_key(instance))
+        replies = pipe.execute()
+    snapshot = merge_snapshot(
+        dict(zip(ids, replies[0::2], strict=True)), dict(zip(ids, replies[1::2], strict=True))
+    )
+    if snapshot.dead:
+        client.srem(INSTANCES_KEY, *snapshot.dead)
+    return snapshot

@@ -1,0 +1,92 @@
+"""The ``/ws/stats`` document, built from a registry snapshot and the bridges' reports.
+
+Pure: no Django or Redis. :func:`stats_document` is all the JSON view returns.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from jobupdates.presence import Snapshot
+
+__all__ = ["stats_document"]
+
+
+def _sum_counts(reports: list[dict[str, Any]], key: str) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for report in reports:
+        total.update({str(k): int(v) for k, v in (report.get(key) or {}).items()})
+    return dict(sorted(total.items()))
+
+
+def _bridge(reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    subscribed = [r for r in reports if r.get("state") == "subscribed"]
+    last = max((r["last_message_at"] for r in reports if r.get("last_message_at")), default=None)
+    return {
+        "connected": bool(subscribed),
+        "state": subscribed[0]["state"]
+        if subscribed
+        else (reports[0]["state"] if reports else None),
+        "last_message_at": last,
+        "seconds_since_last_message": round(now - last, 3) if last else None,
+        "lag_seconds": max((float(r.get("lag_seconds") or 0) for r in reports), default=None),
+        "reconnects": sum(int(r.get("reconnects", 0)) for r in reports),
+        "uptime_seconds": (
+            round(now - min(float(r["started_at"]) for r in reports), 3) if reports else None
+        ),
+        "bridges": [
+            {k: r.get(k) for k in ("bridge", "state", "started_at", "reported_at")} for r in reports
+        ],
+    }
+
+
+def stats_document(snapshot: Snapshot, reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Return what ``/ws/stats`` reports.
+
+    Args:
+        snapshot: The live instances and their clients.
+        reports: The live bridges' reports (:mod:`jobupdates.bridge_stats`).
+        now: The current Unix time.
+
+    Returns:
+        ``connected_clients`` (total), ``instances`` (clients and uptime per
+        instance), ``distinct_users``, ``messages_bridged`` (total and per
+        status), ``rejected`` (total, per reason, and the most recent),
+        ``bridge`` (connected, state, last message, lag) and ``uptime_seconds``
+        (of the oldest live instance), plus ``generated_at``.
+    """
+    per_instance = snapshot.per_instance()
+    recent = sorted(
+        (item for r in reports for item in r.get("recent_rejects") or []),
+        key=lambda item: item.get("at", 0),
+        reverse=True,
+    )
+    rejected = _sum_counts(reports, "rejected")
+    oldest = min((i.started_at for i in snapshot.instances.values()), default=None)
+    return {
+        "generated_at": now,
+        "connected_clients": len(snapshot.clients),
+        "instances": {
+            instance: {
+                "connected_clients": per_instance.get(instance, 0),
+                "host": info.host,
+                "pid": info.pid,
+                "uptime_seconds": round(now - info.started_at, 3),
+                "reported_at": info.reported_at,
+            }
+            for instance, info in sorted(snapshot.instances.items())
+        },
+        "distinct_users": snapshot.distinct_users(),
+        "messages_bridged": {
+            "total": sum(int(r.get("forwarded", 0)) for r in reports),
+            "by_status": _sum_counts(reports, "forwarded_by_status"),
+        },
+        "rejected": {
+            "total": sum(rejected.values()),
+            "by_reason": rejected,
+            "recent": recent[:20],
+        },
+        "bridge": _bridge(reports, now),
+        "uptime_seconds": round(now - oldest, 3) if oldest is not None else None,
+    }

@@ -1,0 +1,88 @@
+"""HTTP endpoints for monitoring: ``GET /ws/stats`` (JSON) and ``GET /metrics`` (Prometheus).
+
+Both answer staff sessions, and requests bearing their configured token
+(``Authorization: Bearer <token>``: ``JOBUPDATES_MONITORING_TOKEN`` for
+``/ws/stats``, ``JOBUPDATES_METRICS_TOKEN`` for ``/metrics``; an empty
+setting turns token access off). Everyone else, anonymous or not, gets 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
+
+from jobupdates import metrics
+from jobupdates.bridge_stats import read_reports
+from jobupdates.conf import conf
+from jobupdates.registry import read_snapshot, sync_client
+from jobupdates.stats import stats_document
+
+__all__ = ["metrics_view", "ws_stats"]
+
+logger = logging.getLogger(__name__)
+
+BEARER = "Bearer "
+
+
+def allowed(request: HttpRequest, token: str) -> bool:
+    """Return whether ``request`` is from a staff session or bears ``token`` (if set)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        return True
+    given = request.headers.get("Authorization", "")
+    if not token or not given.startswith(BEARER):
+        return False
+    return hmac.compare_digest(given[len(BEARER) :].strip().encode(), token.encode())
+
+
+def _forbidden() -> JsonResponse:
+    return JsonResponse(
+        {"error": "forbidden", "message": "staff or a valid token only"}, status=403
+    )
+
+
+def _unavailable(exc: Exception) -> JsonResponse:
+    logger.warning("could not read the registry (%s: %s)", type(exc).__name__, exc)
+    return JsonResponse(
+        {"error": "registry_unavailable", "message": f"Redis: {type(exc).__name__}"}, status=503
+    )
+
+
+@never_cache
+@require_GET
+def ws_stats(request: HttpRequest) -> HttpResponse:
+    """Report who is connected across every instance, and the bridge's numbers."""
+    if not allowed(request, conf.MONITORING_TOKEN):
+        return _forbidden()
+    client = sync_client()
+    try:
+        snapshot = read_snapshot(client)
+        reports = read_reports(client)
+    except (RedisError, OSError) as exc:
+        return _unavailable(exc)
+    finally:
+        client.close()
+    return JsonResponse(stats_document(snapshot, reports, time.time()))
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Serve every series in the Prometheus text format."""
+    if not allowed(request, conf.METRICS_TOKEN):
+        return _forbidden()
+    client = sync_client()
+    try:
+        reports = read_reports(client)
+    except (RedisError, OSError) as exc:
+        logger.warning("/metrics without the bridge's series (%s: %s)", type(exc).__name__, exc)
+        reports = []
+    finally:
+        client.close()
+    return HttpResponse(metrics.render(reports), content_type=metrics.CONTENT_TYPE_LATEST)

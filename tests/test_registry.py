@@ -1,0 +1,119 @@
+"""The client registry against a real Redis: round trips, refresh, expiry, admin disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+
+from jobupdates.consumers import JobUpdatesConsumer
+from jobupdates.deliveries import counters
+from jobupdates.registry import DISCONNECT_EVENT, Registry, read_snapshot
+
+SCOPE = {
+    "client": ("10.0.0.5", 5555),
+    "headers": [(b"user-agent", b"pytest"), (b"x-forwarded-for", b"6.6.6.6")],
+    "user": User(pk=7, username="ann", is_staff=True),
+}
+
+
+@pytest.fixture
+def executions(monkeypatch):
+    """Count pipeline round trips."""
+    calls: list[int] = []
+    original = aioredis.client.Pipeline.execute
+
+    async def counting(self, *args, **kwargs):
+        calls.append(len(self.command_stack))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting)
+    return calls
+
+
+async def test_one_round_trip_per_connect_and_disconnect_and_refresh(redis_server, executions):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    local = await registry.register(SCOPE, "c" * 32, "chan-1", "jobupdates.all")
+    assert len(executions) == 1
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    [found] = read_snapshot(reader).clients
+    assert found.client_id == "c" * 32
+    assert found.username == "ann"
+    assert found.user_id == 7
+    assert found.remote_addr == "10.0.0.5", "expected X-Forwarded-For ignored without proxies"
+    assert found.user_agent == "pytest"
+    assert found.instance == registry.instance
+    assert found.subscriptions == ["jobupdates.all"]
+
+    counters.fanout("jobupdates.all", 1, None)  # a job update fanned out by the layer
+    local.last_active = found.last_active + 10
+    await registry.refresh()
+    assert len(executions) == 2
+    [found] = read_snapshot(reader).clients
+    assert found.messages_sent == 1
+    assert found.last_active == local.last_active
+
+    await registry.unregister("c" * 32)
+    assert len(executions) == 3
+    assert read_snapshot(reader).clients == []
+    reader.close()
+    await client.aclose()
+
+
+async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_intervals(
+    redis_server,
+):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=0.3)
+    await registry.register(SCOPE, "d" * 32, "chan-2", "jobupdates.all")
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    await asyncio.sleep(0.7)  # the behaviour under test: refreshes keep it alive past the TTL
+    assert len(read_snapshot(reader).clients) == 1
+    assert registry._task is not None
+    registry._task.cancel()  # the process "dies": no more refreshes
+    died = time.monotonic()
+    while read_snapshot(reader).clients:
+        assert time.monotonic() - died < 2 * 0.3 + 0.5
+        await asyncio.sleep(0.05)
+    assert not reader.smembers("jobupdates:registry:instances"), "expected the dead id pruned"
+    reader.close()
+    await client.aclose()
+
+
+async def test_registry_failures_never_reach_the_consumer():
+    client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_timeout=1)
+    registry = Registry(client, interval=60)
+    await registry.register(SCOPE, "e" * 32, "chan-3", "jobupdates.all")
+    await registry.refresh()
+    await registry.unregister("e" * 32)
+    await client.aclose()
+
+
+async def test_admin_disconnect_event_closes_with_4000_after_an_error_frame(redis_server, settings):
+    settings.JOBUPDATES_REDIS_URL = redis_server.url
+    comm = WebsocketCommunicator(JobUpdatesConsumer.as_asgi(), "/ws")
+    comm.scope["user"] = SCOPE["user"]
+    comm.scope["client"] = ("127.0.0.1", 1)
+    assert (await comm.connect())[0]
+    client_id = (await comm.receive_json_from())["client_id"]
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    deadline = time.monotonic() + 5
+    while not read_snapshot(reader).clients:  # registered right after the welcome
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    [found] = read_snapshot(reader).clients
+    assert found.client_id == client_id
+    await get_channel_layer().send(found.channel_name, {"type": DISCONNECT_EVENT, "by": "s"})
+    error = await comm.receive_json_from()
+    assert error["code"] == "disconnected_by_staff"
+    assert await comm.receive_output() == {"type": "websocket.close", "code": 4000}
+    await comm.disconnect()
+    assert read_snapshot(reader).clients == []
+    reader.close()
