@@ -29,7 +29,7 @@ class Feed:
         self,
         send: Send,
         *,
-        jobs: Iterable[str] = (),
+        jobs: Iterable[str] | None = None,
         max_held: int = 10_000,
         backlog: Callable[[], int] | None = None,
         max_backlog: int = 1024 * 1024,
@@ -37,7 +37,7 @@ class Feed:
     ) -> None:
         """Args:
         send: The connection's ASGI send.
-        jobs: The jobs to receive; none means the all-jobs feed.
+        jobs: The jobs to receive; None for the all-jobs feed.
         max_held: How many live updates may wait while a replay runs.
         backlog: Gives the bytes the server has not yet written to the socket.
         max_backlog: The most bytes a client may leave unread.
@@ -45,7 +45,7 @@ class Feed:
             the feed sends nothing more.
         """
         self.send = send
-        self.jobs: set[str] = set(jobs)
+        self.jobs: set[str] | None = None if jobs is None else set(jobs)
         self.max_held = max_held
         self.backlog = backlog
         self.max_backlog = max_backlog
@@ -63,12 +63,12 @@ class Feed:
 
     def wants(self, job_id: str | None) -> bool:
         """Whether this connection receives updates of ``job_id``."""
-        return not self.jobs or job_id in self.jobs
+        return self.jobs is None or job_id in self.jobs
 
     async def __call__(self, message: dict[str, Any]) -> None:
         """Take one ``websocket.send`` message from the layer (with ``job_id`` and
         ``position`` alongside ``text``)."""
-        if self.overflowed or (self.jobs and message.get("job_id") not in self.jobs):
+        if self.overflowed or (self.jobs is not None and message.get("job_id") not in self.jobs):
             return
         held = self._held
         if held is not None:

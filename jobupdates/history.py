@@ -80,6 +80,20 @@ class History:
         self.state_ttl_seconds = state_ttl_seconds
         self._append = client.register_script(_APPEND)
 
+    @classmethod
+    def from_conf(cls, client: aioredis.Redis) -> History:
+        """The history named by the ``JOBUPDATES_HISTORY_*`` and ``STATE_*`` settings."""
+        from jobupdates.conf import conf
+
+        return cls(
+            client,
+            stream_key=conf.HISTORY_KEY,
+            state_prefix=conf.STATE_PREFIX,
+            max_entries=conf.HISTORY_SIZE,
+            max_age_seconds=conf.HISTORY_MAX_AGE,
+            state_ttl_seconds=conf.STATE_TTL,
+        )
+
     async def append(self, job_id: str, frame: str) -> str:
         """Record an update; return its position."""
         position = await self._append(

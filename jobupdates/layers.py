@@ -31,12 +31,27 @@ from redis.exceptions import RedisError
 from jobupdates.deliveries import RECEIVED_AT, counters
 from jobupdates.protocol import JOB_UPDATE_EVENT
 
-__all__ = ["JobUpdatesChannelLayer", "Sink"]
+__all__ = ["JobUpdatesChannelLayer", "Sink", "job_update_send"]
 
 logger = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
-"""An ASGI ``send``: receives ``{"type": "websocket.send", "text": ...}``."""
+"""Takes the ASGI message of :func:`job_update_send`."""
+
+
+def job_update_send(event: dict[str, Any]) -> dict[str, Any]:
+    """The ``websocket.send`` message of a job update, built once per process.
+
+    ``job_id`` and ``position`` ride along for the sinks' filters; ASGI servers
+    ignore keys they do not know.
+    """
+    return {
+        "type": "websocket.send",
+        "text": event["text"],
+        "job_id": event.get("job_id"),
+        "position": event.get("position"),
+    }
+
 
 READ_TIMEOUT = 0.1
 """Seconds one pub/sub read waits (channels_redis's value)."""
@@ -118,7 +133,7 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         if layer.sinks:
             event = layer.channel_layer.deserialize(data)
             if event.get("type") == JOB_UPDATE_EVENT:
-                send = {"type": "websocket.send", "text": event["text"]}
+                send = job_update_send(event)
         for channel in tuple(members):  # a sink may await while membership changes
             queue = layer.channels.get(channel)
             if queue is None:

@@ -65,6 +65,8 @@ class ConnectedClient(models.Model):
         verbose_name_plural = "connected clients"
         ordering = ["-connected_at"]
         default_permissions = ("view",)
+        # The app's permissions live here, as Django attaches permissions to a model.
+        permissions = [("view_all_jobs", "Can receive the updates of every job")]
 
     def __str__(self) -> str:
         return f"{self.client_id} ({self.username or 'anonymous'} from {self.remote_addr})"

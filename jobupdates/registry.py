@@ -71,23 +71,19 @@ class LocalClient:
 
     Attributes:
         record: What is stored in Redis (``messages_sent`` is filled in on refresh).
-        group: The group whose fan-outs it receives.
-        base: The process's fan-out count of ``group`` when it joined.
+        sent: Gives how many messages the client was sent so far.
         last_active: When it last sent a frame (Unix time).
-        direct: Updates relayed to it by the consumer's ordinary handler.
     """
 
     record: ClientRecord
-    group: str
-    base: int
+    sent: Callable[[], int]
     last_active: float
-    direct: int = 0
 
     def current(self) -> ClientRecord:
         """Return the record with the in-memory counters written in."""
         record = self.record
         record.last_active = self.last_active
-        record.messages_sent = counters.by_group.get(self.group, 0) - self.base + self.direct
+        record.messages_sent = self.sent()
         return record
 
 
@@ -125,9 +121,22 @@ class Registry:
         return self.info.to_json()
 
     async def register(
-        self, scope: Mapping[str, Any], client_id: str, channel_name: str, group: str
+        self,
+        scope: Mapping[str, Any],
+        client_id: str,
+        channel_name: str,
+        subscriptions: list[str],
+        sent: Callable[[], int],
     ) -> LocalClient:
-        """Add a client that was just accepted: one Redis round trip."""
+        """Add a client that was just accepted: one Redis round trip.
+
+        Args:
+            scope: The connection's ASGI scope (user, peer, headers).
+            client_id: The id sent in the welcome frame.
+            channel_name: The consumer's channel, for the admin's disconnect.
+            subscriptions: What it receives: job ids, or the all-jobs group.
+            sent: Gives how many messages it was sent so far (read on refresh).
+        """
         user = scope.get("user")
         authenticated = bool(getattr(user, "is_authenticated", False))
         peer = scope.get("client")
@@ -147,9 +156,9 @@ class Registry:
             instance=self.instance,
             connected_at=now,
             last_active=now,
-            subscriptions=[group],
+            subscriptions=subscriptions,
         )
-        local = LocalClient(record, group, counters.by_group.get(group, 0), now)
+        local = LocalClient(record, sent, now)
         self.clients[client_id] = local
         self._gauge.set(len(self.clients))
         metrics.CONNECTS.inc()

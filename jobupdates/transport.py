@@ -12,11 +12,12 @@ client before it holds much memory. Under another server it returns None.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RAW_SEND", "RawSendMiddleware", "backlog_probe", "raw_send"]
+__all__ = ["RAW_SEND", "RawSendMiddleware", "abort_later", "backlog_probe", "raw_send"]
 
 RAW_SEND = "jobupdates.raw_send"
 
@@ -38,6 +39,29 @@ def raw_send(scope: dict[str, Any], fallback: Any) -> Any:
     return scope.get(RAW_SEND, fallback)
 
 
+def _transport(send: Any) -> Any:
+    """Daphne's ``send`` is ``functools.partial(server.handle_reply, protocol)``."""
+    if isinstance(send, functools.partial) and send.args:
+        return getattr(send.args[0], "transport", None)
+    return None
+
+
+def abort_later(send: Any, delay: float) -> None:
+    """Drop the connection behind ``send`` after ``delay`` seconds if it is still open.
+
+    A client that stops reading never reads its close frame either; aborting
+    frees the buffer it pinned. Does nothing under a server other than Daphne.
+    """
+    transport = _transport(send)
+    if transport is not None and hasattr(transport, "abortConnection"):
+        asyncio.get_running_loop().call_later(delay, _abort, transport)
+
+
+def _abort(transport: Any) -> None:
+    if getattr(transport, "connected", False):
+        transport.abortConnection()
+
+
 def backlog_probe(send: Any) -> Callable[[], int] | None:
     """Return a function giving the bytes waiting in ``send``'s write buffer, if knowable.
 
@@ -45,9 +69,7 @@ def backlog_probe(send: Any) -> Callable[[], int] | None:
     the protocol's Twisted transport buffers ``dataBuffer[offset:]`` plus
     ``_tempDataLen`` bytes not yet written to the socket.
     """
-    if not (isinstance(send, functools.partial) and send.args):
-        return None
-    transport = getattr(send.args[0], "transport", None)
+    transport = _transport(send)
     if transport is None or not hasattr(transport, "_tempDataLen"):
         return None
 

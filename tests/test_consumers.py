@@ -1,4 +1,10 @@
-"""The consumer, driven in-process with WebsocketCommunicator and the in-memory layer."""
+"""The consumer, driven in-process with WebsocketCommunicator.
+
+The in-memory layer stands in for the channel layer (the fast path has its
+own test), and a throwaway Redis for the history where replay is tested.
+What needs a real server (close codes as browsers see them, the origin
+header, tokens) is tested end to end in tests/e2e/.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +12,161 @@ import json
 import re
 
 import pytest
+import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser, Permission, User
 
+from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
+from jobupdates.history import History
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
 
 GROUP = "jobupdates.all"
 
 
-def communicator(user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(JobUpdatesConsumer.as_asgi(), "/ws")
-    comm.scope["user"] = user
+def communicator(user, query: str = "", **scope) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(JobUpdatesConsumer.as_asgi(), f"/ws?{query}" if query else "/ws")
+    comm.scope.update({"user": user, ORIGIN_OK: True, **scope})
     return comm
+
+
+async def connected(user, query: str = "", **scope) -> WebsocketCommunicator:
+    comm = communicator(user, query, **scope)
+    assert (await comm.connect())[0]
+    welcome = await comm.receive_json_from()
+    assert welcome["type"] == "welcome", welcome
+    return comm
+
+
+async def refused(comm: WebsocketCommunicator) -> tuple[dict, int]:
+    """Return the error frame and the close code of a refused connection."""
+    assert (await comm.connect())[0], "expected accept-then-close, so the browser sees the code"
+    error = await comm.receive_json_from()
+    close = await comm.receive_output()
+    assert close["type"] == "websocket.close"
+    return error, close["code"]
+
+
+async def send_update(job_id: str, status: str = "queued", position: str | None = None) -> str:
+    frame = JobUpdate(job_id, status, None).to_frame()
+    event = {"type": JOB_UPDATE_EVENT, "text": frame, "job_id": job_id, "position": position}
+    await get_channel_layer().group_send(GROUP, event)
+    return frame
 
 
 @pytest.fixture
 def staff():
-    return User(username="s", is_staff=True)
+    return User(pk=1, username="s", is_staff=True)
+
+
+@pytest.fixture
+def history_redis(redis_server, settings):
+    settings.JOBUPDATES_REDIS_URL = redis_server.url
+    return redis_server
+
+
+# Admission
 
 
 async def test_anonymous_gets_error_frame_then_4401():
-    comm = communicator(AnonymousUser())
-    connected, _ = await comm.connect()
-    assert connected, "expected accept-then-close, so the browser sees the code"
-    assert await comm.receive_json_from() == {
+    error, code = await refused(communicator(AnonymousUser()))
+    assert error == {
         "type": "error",
         "code": "unauthenticated",
         "message": "log in to receive job updates",
     }
-    assert await comm.receive_output() == {"type": "websocket.close", "code": 4401}
+    assert code == 4401
     assert not get_channel_layer().groups.get(GROUP)
 
 
-async def test_anonymous_allowed_when_auth_is_explicitly_off(settings):
+async def test_foreign_origin_is_4403_and_a_bad_token_is_4401(staff):
+    error, code = await refused(communicator(staff, **{ORIGIN_OK: False}))
+    assert (error["code"], code) == ("origin_not_allowed", 4403)
+    error, code = await refused(communicator(staff, **{AUTH_ERROR: "expected a fresh token"}))
+    assert (error["code"], error["message"], code) == (
+        "invalid_token",
+        "expected a fresh token",
+        4401,
+    )
+
+
+async def test_anonymous_allowed_only_when_auth_and_permission_are_explicitly_off(settings):
     settings.JOBUPDATES_REQUIRE_AUTH = False
-    comm = communicator(AnonymousUser())
-    assert (await comm.connect())[0]
-    assert (await comm.receive_json_from())["type"] == "welcome"
+    error, code = await refused(communicator(AnonymousUser()))
+    assert (error["code"], code) == ("forbidden", 4403)
+    settings.JOBUPDATES_ALL_JOBS_PERMISSION = ""
+    comm = await connected(AnonymousUser())
     await comm.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_all_jobs_feed_needs_the_permission():
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(User.objects.create_user)("plain", password="x")
+    error, code = await refused(communicator(user))
+    assert (error["code"], code) == ("forbidden", 4403)
+    assert "subscribe to your jobs with ?job=<id>" in error["message"]
+    permission = await sync_to_async(Permission.objects.get)(codename="view_all_jobs")
+    await sync_to_async(user.user_permissions.add)(permission)
+    user = await sync_to_async(User.objects.get)(pk=user.pk)  # fresh permission cache
+    comm = await connected(user)
+    await comm.disconnect()
+
+
+def only_mine(user, job_id: str) -> bool:
+    return job_id.startswith("mine")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_job_subscriptions_follow_the_authorizer(settings, history_redis):
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(User.objects.create_user)("plain", password="x")
+    error, code = await refused(communicator(user, "job=mine-1"))
+    assert (error["code"], code) == ("job_forbidden", 4403), "the default denies non-staff"
+    settings.JOBUPDATES_JOB_AUTHORIZER = "tests.test_consumers.only_mine"
+    error, _ = await refused(communicator(user, "job=mine-1&job=theirs"))
+    assert error["message"] == "not allowed to receive job(s) theirs"
+    comm = await connected(user, "job=mine-1")
+    await send_update("theirs")
+    mine = await send_update("mine-1")
+    assert await comm.receive_from() == mine
+    await comm.send_json_to({"type": "subscribe", "job_ids": ["theirs"]})
+    assert (await comm.receive_json_from())["code"] == "job_forbidden"
+    await comm.disconnect()
+
+
+async def test_connection_limits_per_process_and_per_user(settings, staff):
+    settings.JOBUPDATES_MAX_CONNECTIONS_PER_USER = 1
+    first = await connected(staff)
+    error, code = await refused(communicator(staff))
+    assert (error["code"], code) == ("too_many_connections", 4429)
+    settings.JOBUPDATES_MAX_CONNECTIONS_PER_PROCESS = 1
+    error, code = await refused(communicator(User(pk=2, username="t", is_staff=True)))
+    assert (error["code"], code) == ("server_full", 4503)
+    await first.disconnect()
+    second = await connected(staff)
+    await second.disconnect()
+
+
+async def test_bad_connect_queries_are_4400(staff, settings):
+    error, code = await refused(communicator(staff, "job="))
+    assert (error["code"], code) == ("invalid_job_ids", 4400)
+    settings.JOBUPDATES_MAX_SUBSCRIPTIONS = 2
+    error, code = await refused(communicator(staff, "job=a&job=b&job=c"))
+    assert (error["code"], code) == ("too_many_subscriptions", 4400)
+
+
+# Updates
+
+
 async def test_welcome_then_job_updates_then_leave_group_on_disconnect(staff):
-    comm = communicator(staff)
-    assert (await comm.connect())[0]
-    welcome = await comm.receive_json_from()
-    assert welcome["type"] == "welcome"
-    assert len(welcome["client_id"]) == 32
+    comm = await connected(staff)
     layer = get_channel_layer()
     assert len(layer.groups[GROUP]) == 1
-    frame = JobUpdate("j-1", "completed", {"k": "v"}).to_frame()
-    await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": frame})
+    frame = await send_update("j-1", "completed")
     assert await comm.receive_from() == frame
     await comm.disconnect()
     assert not layer.groups.get(GROUP)
@@ -73,20 +182,6 @@ async def test_client_ids_are_unique(staff):
     assert len(ids) == 3
 
 
-async def test_ping_pong_and_error_frames(staff):
-    comm = communicator(staff)
-    await comm.connect()
-    await comm.receive_json_from()
-    await comm.send_to(text_data='{"type":"ping"}')
-    assert await comm.receive_json_from() == {"type": "pong"}
-    await comm.send_to(bytes_data=b"\x01")
-    error = await comm.receive_json_from()
-    assert error["type"] == "error"
-    assert error["code"] == "binary_frame"
-    assert error["message"].startswith("expected a JSON text frame")
-    await comm.disconnect()
-
-
 async def test_handlers_skip_the_close_old_connections_thread_hop(staff, monkeypatch):
     calls = []
 
@@ -94,26 +189,18 @@ async def test_handlers_skip_the_close_old_connections_thread_hop(staff, monkeyp
         calls.append(1)
 
     monkeypatch.setattr("channels.consumer.aclose_old_connections", spy)
-    comm = communicator(staff)
-    await comm.connect()
-    await comm.receive_json_from()
-    await get_channel_layer().group_send(
-        GROUP, {"type": JOB_UPDATE_EVENT, "text": json.dumps({"a": 1})}
-    )
-    assert await comm.receive_json_from() == {"a": 1}
+    comm = await connected(staff)
+    frame = await send_update("j")
+    assert await comm.receive_from() == frame
     await comm.disconnect()
     assert calls == []
 
 
 async def test_unknown_layer_event_is_a_clear_error(staff):
-    comm = communicator(staff)
-    await comm.connect()
-    await comm.receive_json_from()
+    comm = await connected(staff)
     await get_channel_layer().group_send(GROUP, {"type": "no.such.event"})
-    with pytest.raises(
-        ValueError,
-        match=re.escape("expected a message type this consumer handles, got 'no.such.event'"),
-    ):
+    message = "expected a message type this consumer handles, got 'no.such.event'"
+    with pytest.raises(ValueError, match=re.escape(message)):
         await comm.wait()
 
 
@@ -131,13 +218,143 @@ async def test_with_the_fast_layer_updates_bypass_the_consumer_handler(
         raise AssertionError("expected the layer to write the update directly")
 
     monkeypatch.setattr(JobUpdatesConsumer, "job_update", handler_must_not_run)
-    comm = communicator(staff)
-    assert (await comm.connect())[0]
-    await comm.receive_json_from()
+    comm = await connected(staff)
     layer = get_channel_layer()
-    frame = JobUpdate("j-9", "failed", None).to_frame()
-    await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": frame})
+    frame = await send_update("j-9", "failed")
     assert await comm.receive_from(timeout=5) == frame
     await comm.disconnect()
     assert layer._get_layer().sinks == {}
     await layer.flush()
+
+
+# Client frames and limits
+
+
+async def test_ping_pong_and_error_frames(staff):
+    comm = await connected(staff)
+    await comm.send_to(text_data='{"type":"ping"}')
+    assert await comm.receive_json_from() == {"type": "pong"}
+    await comm.send_to(bytes_data=b"\x01")
+    error = await comm.receive_json_from()
+    assert (error["type"], error["code"]) == ("error", "binary_frame")
+    assert error["message"].startswith("expected a JSON text frame")
+    await comm.disconnect()
+
+
+async def test_a_client_that_keeps_sending_bad_frames_is_closed_4400(staff, settings):
+    settings.JOBUPDATES_MAX_STRIKES = 3
+    settings.JOBUPDATES_MAX_FRAME_BYTES = 100
+    comm = await connected(staff)
+    await comm.send_to(text_data="x" * 101)
+    assert (await comm.receive_json_from())["code"] == "frame_too_large"
+    await comm.send_to(text_data="nope")
+    assert (await comm.receive_json_from())["code"] == "invalid_json"
+    await comm.send_to(text_data='{"type":"dance"}')
+    last = await comm.receive_json_from()
+    assert last["code"] == "unknown_type"
+    assert last["message"].startswith("closed after 3 bad or excess frames")
+    assert await comm.receive_output() == {"type": "websocket.close", "code": 4400}
+
+
+async def test_a_flood_is_rate_limited_then_closed_4429(staff, settings):
+    settings.JOBUPDATES_RATE_LIMIT = 0.01
+    settings.JOBUPDATES_RATE_BURST = 2
+    settings.JOBUPDATES_MAX_STRIKES = 2
+    comm = await connected(staff)
+    for _ in range(2):
+        await comm.send_to(text_data='{"type":"ping"}')
+        assert await comm.receive_json_from() == {"type": "pong"}
+    await comm.send_to(text_data='{"type":"ping"}')
+    assert (await comm.receive_json_from())["code"] == "rate_limited"
+    await comm.send_to(text_data='{"type":"ping"}')
+    assert (await comm.receive_json_from())["code"] == "rate_limited"
+    assert await comm.receive_output() == {"type": "websocket.close", "code": 4429}
+
+
+async def test_subscribe_narrows_the_feed_and_unsubscribe_acknowledges(staff, history_redis):
+    comm = await connected(staff)
+    await comm.send_json_to({"type": "unsubscribe", "job_ids": ["a"]})
+    assert (await comm.receive_json_from())["code"] == "invalid_job_ids"
+    await comm.send_json_to({"type": "subscribe", "job_ids": ["a", "b"]})
+    assert await comm.receive_json_from() == {"type": "subscribed", "job_ids": ["a", "b"]}
+    await send_update("c")
+    frame = await send_update("a")
+    assert await comm.receive_from() == frame, "expected only subscribed jobs now"
+    await comm.send_json_to({"type": "unsubscribe", "job_ids": ["a"]})
+    assert await comm.receive_json_from() == {"type": "unsubscribed", "job_ids": ["a"]}
+    await send_update("a")
+    frame = await send_update("b")
+    assert await comm.receive_from() == frame
+    await comm.disconnect()
+
+
+async def test_too_many_subscriptions_is_an_error_frame(staff, settings, history_redis):
+    settings.JOBUPDATES_MAX_SUBSCRIPTIONS = 2
+    comm = await connected(staff, "job=a&job=b")
+    await comm.send_json_to({"type": "subscribe", "job_ids": ["c"]})
+    error = await comm.receive_json_from()
+    assert (error["code"], error["message"]) == (
+        "too_many_subscriptions",
+        "expected at most 2 subscriptions, got 3",
+    )
+    await comm.disconnect()
+
+
+# Replay and state
+
+
+async def record(redis_server, job_id: str, status: str = "queued") -> str:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        return await History.from_conf(client).append(job_id, JobUpdate(job_id, status).to_frame())
+    finally:
+        await client.aclose()
+
+
+async def test_since_replays_what_was_missed_before_live_updates(staff, history_redis):
+    first = await record(history_redis, "a")
+    await record(history_redis, "b")
+    await record(history_redis, "c")
+    comm = await connected(staff, f"since={first}")
+    replayed = [await comm.receive_json_from() for _ in range(2)]
+    assert [f["job_id"] for f in replayed] == ["b", "c"]
+    assert all(f["type"] == "job_update" and f["position"] for f in replayed)
+    frame = await send_update("d")
+    assert await comm.receive_from() == frame
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("since", "reason"),
+    [("1-0", "unknown_position"), ("garbage", "invalid_position")],
+)
+async def test_a_position_that_cannot_be_resumed_is_a_reset(staff, history_redis, since, reason):
+    comm = await connected(staff, f"since={since}")
+    reset = await comm.receive_json_from()
+    assert (reset["type"], reset["reason"]) == ("reset", reason)
+    await comm.disconnect()
+
+
+async def test_subscribing_sends_the_jobs_current_state_first(staff, history_redis):
+    await record(history_redis, "a", "queued")
+    position = await record(history_redis, "a", "processing")
+    comm = await connected(staff, "job=a&job=unknown")
+    state = await comm.receive_json_from()
+    assert state == {
+        "type": "job_state",
+        "job_id": "a",
+        "status": "processing",
+        "data": None,
+        "position": position,
+    }
+    await comm.disconnect()
+
+
+async def test_history_outage_is_a_reset_not_a_silent_gap(staff, settings):
+    settings.JOBUPDATES_REDIS_URL = "redis://127.0.0.1:9/0"
+    comm = await connected(staff, "since=5-0")
+    reset = await comm.receive_json_from(timeout=10)
+    assert (reset["type"], reset["reason"]) == ("reset", "history_unavailable")
+    frame = await send_update("x")
+    assert json.loads(await comm.receive_from()) == json.loads(frame)
+    await comm.disconnect()

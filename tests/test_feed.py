@@ -98,10 +98,10 @@ async def test_states_are_sent_as_job_state_and_cover_older_held_updates():
     ]
 
 
-async def test_all_jobs_feed_when_no_job_is_named():
-    feed = Feed(Socket())
-    assert feed.wants("anything")
+async def test_all_jobs_feed_unless_jobs_are_named():
+    assert Feed(Socket()).wants("anything")
     assert not Feed(Socket(), jobs=["a"]).wants("b")
+    assert not Feed(Socket(), jobs=[]).wants("a"), "no jobs left is not the all-jobs feed"
 
 
 async def test_holding_is_bounded():

@@ -40,6 +40,7 @@ class Migration(migrations.Migration):
                 "verbose_name_plural": "connected clients",
                 "ordering": ["-connected_at"],
                 "default_permissions": ("view",),
+                "permissions": [("view_all_jobs", "Can receive the updates of every job")],
             },
         ),
     ]

@@ -24,6 +24,8 @@ from jobupdates.protocol.frames import (
     error_frame,
     parse_client_frame,
     pong_frame,
+    reset_frame,
+    subscriptions_frame,
     welcome_frame,
 )
 from jobupdates.protocol.jobs import MAX_JOB_ID_LENGTH, JobIdError, normalize_job_id
@@ -56,5 +58,7 @@ __all__ = [
     "parse_client_frame",
     "parse_job_update",
     "pong_frame",
+    "reset_frame",
+    "subscriptions_frame",
     "welcome_frame",
 ]

@@ -15,7 +15,7 @@ from jobupdates.protocol._json import describe, dumps
 from jobupdates.protocol.jobs import JobIdError, normalize_job_id
 
 MAX_CLIENT_FRAME_BYTES = 4096
-"""The largest client frame parsed; the client protocol only has tiny frames."""
+"""The default largest client frame parsed; the client protocol only has small frames."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -132,12 +132,15 @@ def parse_job_ids(raw: object) -> tuple[str, ...]:
     return tuple(job_ids)
 
 
-def parse_client_frame(text: str | None, data: bytes | None) -> ClientMessage:
+def parse_client_frame(
+    text: str | None, data: bytes | None, *, max_chars: int = MAX_CLIENT_FRAME_BYTES
+) -> ClientMessage:
     """Parse one frame received from a client.
 
     Args:
         text: The frame's text, for a text frame.
         data: The frame's bytes, for a binary frame.
+        max_chars: The longest text frame handled.
 
     Returns:
         The client's message.
@@ -150,10 +153,9 @@ def parse_client_frame(text: str | None, data: bytes | None) -> ClientMessage:
             ErrorCode.BINARY_FRAME,
             f"expected a JSON text frame, got a binary frame of {len(data or b'')} bytes",
         )
-    if len(text) > MAX_CLIENT_FRAME_BYTES:
+    if len(text) > max_chars:
         raise FrameError(
-            ErrorCode.FRAME_TOO_LARGE,
-            f"expected at most {MAX_CLIENT_FRAME_BYTES} characters, got {len(text)}",
+            ErrorCode.FRAME_TOO_LARGE, f"expected at most {max_chars} characters, got {len(text)}"
         )
     try:
         value = json.loads(text)

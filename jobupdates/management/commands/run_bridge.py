@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobupdates.backoff import backoff
 from jobupdates.bridge import Bridge, BridgeOptions, run_until_signalled
+from jobupdates.bridge_stats import BridgeStatsPublisher
 from jobupdates.conf import conf, redis_url_problem
 from jobupdates.history import History
 from jobupdates.leadership import Lease
@@ -51,14 +52,7 @@ class Command(BaseCommand):
             socket_connect_timeout=conf.REDIS_SOCKET_TIMEOUT,
             health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
         )
-        history = History(
-            client,
-            stream_key=conf.HISTORY_KEY,
-            state_prefix=conf.STATE_PREFIX,
-            max_entries=conf.HISTORY_SIZE,
-            max_age_seconds=conf.HISTORY_MAX_AGE,
-            state_ttl_seconds=conf.STATE_TTL,
-        )
+        history = History.from_conf(client)
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         bridge = Bridge(
             BridgeOptions(
@@ -77,6 +71,9 @@ class Command(BaseCommand):
             lease=Lease(client, conf.BRIDGE_LEASE_KEY, holder, conf.BRIDGE_LEASE_TTL),
         )
         try:
-            await run_until_signalled(bridge)
+            await asyncio.gather(
+                run_until_signalled(bridge),
+                BridgeStatsPublisher(client, interval=conf.REGISTRY_INTERVAL).run(bridge),
+            )
         finally:
             await client.aclose()
