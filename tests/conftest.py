@@ -79,11 +79,12 @@ def _stack(redis_server: RedisServer, database: str, layer: str) -> Iterator[Sta
         DJANGO_SETTINGS_MODULE=LAYER_SETTINGS[layer],
     )
     daphne, port = start_daphne(env)
-    bridge = start_bridge(env)
-    running = Stack(redis_server, env, daphne, port, bridge)
-    yield running
-    running.bridge.stop()
-    running.daphne.stop()
+    try:
+        running = Stack(redis_server, env, daphne, port, start_bridge(env))
+        yield running
+        running.bridge.stop()
+    finally:
+        daphne.stop()
 
 
 @pytest.fixture(params=sorted(LAYER_SETTINGS))

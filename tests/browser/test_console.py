@@ -202,7 +202,6 @@ def wait_for_daphne_subscribed(site: Stack, timeout: float = 10) -> None:
         probe.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs [5] replay: job_update positions and ?since=")
 def test_page_shows_the_updates_published_while_daphne_was_down(
     restart_page: BrowserPage, site: Stack
 ):
