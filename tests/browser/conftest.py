@@ -40,9 +40,9 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # sync Playwright runs a loop: stop it before other tests
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium for the browser tests."""
     if not CHROMIUM.exists():
         reason = (
             f"!!! {CHROMIUM} is missing: the browser tests are SKIPPED. Install Debian's "
