@@ -1,12 +1,10 @@
 """Per-process delivery counters, cheap enough for the hot path.
 
 The layer's fast path calls :meth:`DeliveryCounters.fanout` once per job
-update per process (not per client): a dict update, an addition and, when
-the event carries the bridge's receipt time, one list append. A client's
-``messages_sent`` is then the number of fan-outs to its group since it
-joined, plus what reached it through the consumer's ordinary handler; no
-per-message work is done per client. The registry's batched refresh drains
-the latencies into the Prometheus histogram once per interval.
+update per process (not per client): an addition and, when the event carries
+the bridge's receipt time, one list append. (Each client's own count is its
+feed's ``sent``.) The registry's batched refresh drains the latencies into
+the Prometheus histogram once per interval.
 """
 
 from __future__ import annotations
@@ -25,25 +23,22 @@ class DeliveryCounters:
     """What this process delivered since it started.
 
     Attributes:
-        by_group: Job updates fanned out to each group by the layer's fast path.
         deliveries: Frames written to clients (fast path and ordinary path).
         latencies: Seconds from bridge receipt to the last local send, per
             fan-out, not yet drained.
         dropped_latencies: Latencies not kept because too many were pending.
     """
 
-    __slots__ = ("by_group", "deliveries", "dropped_latencies", "latencies")
+    __slots__ = ("deliveries", "dropped_latencies", "latencies")
 
     def __init__(self) -> None:
-        self.by_group: dict[str, int] = {}
         self.deliveries = 0
         self.latencies: list[float] = []
         self.dropped_latencies = 0
 
-    def fanout(self, group: str, members: int, received_at: object) -> None:
-        """Count one job update written to ``members`` local clients of ``group``."""
-        self.by_group[group] = self.by_group.get(group, 0) + 1
-        self.deliveries += members
+    def fanout(self, delivered: int, received_at: object) -> None:
+        """Count one job update written to ``delivered`` local clients."""
+        self.deliveries += delivered
         self._latency(received_at)
 
     def direct(self, received_at: object) -> None:

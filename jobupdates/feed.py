@@ -65,22 +65,23 @@ class Feed:
         """Whether this connection receives updates of ``job_id``."""
         return self.jobs is None or job_id in self.jobs
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: dict[str, Any]) -> bool:
         """Take one ``websocket.send`` message from the layer (with ``job_id`` and
-        ``position`` alongside ``text``)."""
+        ``position`` alongside ``text``); return whether it was sent now."""
         if self.overflowed or (self.jobs is not None and message.get("job_id") not in self.jobs):
-            return
+            return False
         held = self._held
         if held is not None:
             if len(held) >= self.max_held:
                 self._overflow(f"more than {self.max_held} updates arrived during a replay")
             else:
                 held.append(message)
-            return
+            return False
         await self.send(message)
         self.sent += 1
         if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
             self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
+        return True
 
     def _overflow(self, reason: str) -> None:
         self.overflowed = True

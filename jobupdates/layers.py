@@ -35,8 +35,9 @@ __all__ = ["JobUpdatesChannelLayer", "Sink", "job_update_send"]
 
 logger = logging.getLogger(__name__)
 
-Sink = Callable[[dict[str, Any]], Awaitable[None]]
-"""Takes the ASGI message of :func:`job_update_send`."""
+Sink = Callable[[dict[str, Any]], Awaitable[object]]
+"""Takes the ASGI message of :func:`job_update_send`; returns False if it did not
+send it (filtered out), anything else if it did."""
 
 
 def job_update_send(event: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +135,7 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             event = layer.channel_layer.deserialize(data)
             if event.get("type") == JOB_UPDATE_EVENT:
                 send = job_update_send(event)
+        delivered = 0
         for channel in tuple(members):  # a sink may await while membership changes
             queue = layer.channels.get(channel)
             if queue is None:
@@ -144,9 +146,10 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                 queue.put_nowait(data)
                 continue
             try:
-                await sink(send)  # type: ignore[arg-type]
+                if await sink(send) is not False:  # type: ignore[arg-type]
+                    delivered += 1
             except Exception:  # one broken connection must not stop the fan-out
                 logger.exception("direct send to %s failed; it falls back to its queue", channel)
                 layer.sinks.pop(channel, None)
         if send is not None:  # once per update and process, for the registry and /metrics
-            counters.fanout(name, len(members), event.get(RECEIVED_AT))
+            counters.fanout(delivered, event.get(RECEIVED_AT))

@@ -13,6 +13,9 @@ from tests.support.processes import Process, child_env, manage, start_bridge, st
 
 STAFF = ("staff", "staff-password-1")
 PLAIN = ("plain", "plain-password-1")
+"""A user without the permission to receive every job."""
+VIEWER = ("viewer", "viewer-password-1")
+"""A user who is not staff but has ``jobupdates.view_all_jobs``."""
 CHANNEL = "botrix:jobs:updates"
 
 
@@ -37,7 +40,7 @@ def publish(redis_server: RedisServer) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated SQLite database with a staff user and a plain user, for real processes."""
+    """A migrated SQLite database with staff, plain and viewer users, for real processes."""
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'db.sqlite3'}"
     env = child_env(DATABASE_URL=url)
     manage(env, "migrate", "--verbosity", "0")
@@ -45,9 +48,11 @@ def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> str:
         env,
         "shell",
         "-c",
-        "from django.contrib.auth.models import User;"
+        "from django.contrib.auth.models import Permission, User;"
         f"User.objects.create_user({STAFF[0]!r}, password={STAFF[1]!r}, is_staff=True);"
-        f"User.objects.create_user({PLAIN[0]!r}, password={PLAIN[1]!r})",
+        f"User.objects.create_user({PLAIN[0]!r}, password={PLAIN[1]!r});"
+        f"viewer = User.objects.create_user({VIEWER[0]!r}, password={VIEWER[1]!r});"
+        "viewer.user_permissions.add(Permission.objects.get(codename='view_all_jobs'))",
     )
     return url
 

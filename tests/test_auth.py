@@ -30,8 +30,12 @@ def test_origins_follow_allowed_hosts(origin, allowed):
 
 def test_explicit_origin_list_replaces_allowed_hosts():
     origins = ("https://console.example.com",)
-    assert origin_allowed("https://console.example.com", allowed_origins=origins, allowed_hosts=HOSTS)
-    assert not origin_allowed("https://app.example.com", allowed_origins=origins, allowed_hosts=HOSTS)
+    assert origin_allowed(
+        "https://console.example.com", allowed_origins=origins, allowed_hosts=HOSTS
+    )
+    assert not origin_allowed(
+        "https://app.example.com", allowed_origins=origins, allowed_hosts=HOSTS
+    )
 
 
 def test_star_turns_the_check_off_but_never_lets_a_missing_origin_through():

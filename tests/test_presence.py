@@ -113,12 +113,11 @@ def test_stats_document_sums_instances_and_bridges():
     assert stats_document(snapshot, [], now=300.0)["bridge"]["connected"] is False
 
 
-def test_delivery_counters_count_per_group_and_drain_latencies():
+def test_delivery_counters_count_deliveries_and_drain_latencies():
     counters = DeliveryCounters()
-    counters.fanout("g", 3, time.time() - 0.5)
-    counters.fanout("g", 3, None)
+    counters.fanout(3, time.time() - 0.5)
+    counters.fanout(3, None)
     counters.direct("not a time")
-    assert counters.by_group == {"g": 2}
     assert counters.deliveries == 7
     latencies = counters.drain_latencies()
     assert len(latencies) == 1

@@ -12,8 +12,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
+from jobupdates.auth import ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
-from jobupdates.deliveries import counters
 from jobupdates.registry import DISCONNECT_EVENT, Registry, read_snapshot
 
 SCOPE = {
@@ -40,7 +40,8 @@ def executions(monkeypatch):
 async def test_one_round_trip_per_connect_and_disconnect_and_refresh(redis_server, executions):
     client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
     registry = Registry(client, interval=60)
-    local = await registry.register(SCOPE, "c" * 32, "chan-1", "jobupdates.all")
+    sent = [0]
+    local = await registry.register(SCOPE, "c" * 32, "chan-1", ["jobupdates.all"], lambda: sent[0])
     assert len(executions) == 1
     reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
     [found] = read_snapshot(reader).clients
@@ -52,7 +53,7 @@ async def test_one_round_trip_per_connect_and_disconnect_and_refresh(redis_serve
     assert found.instance == registry.instance
     assert found.subscriptions == ["jobupdates.all"]
 
-    counters.fanout("jobupdates.all", 1, None)  # a job update fanned out by the layer
+    sent[0] += 1  # the connection's feed sent it a job update
     local.last_active = found.last_active + 10
     await registry.refresh()
     assert len(executions) == 2
@@ -72,7 +73,7 @@ async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_inte
 ):
     client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
     registry = Registry(client, interval=0.3)
-    await registry.register(SCOPE, "d" * 32, "chan-2", "jobupdates.all")
+    await registry.register(SCOPE, "d" * 32, "chan-2", ["jobupdates.all"], lambda: 0)
     reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
     await asyncio.sleep(0.7)  # the behaviour under test: refreshes keep it alive past the TTL
     assert len(read_snapshot(reader).clients) == 1
@@ -90,7 +91,7 @@ async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_inte
 async def test_registry_failures_never_reach_the_consumer():
     client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_timeout=1)
     registry = Registry(client, interval=60)
-    await registry.register(SCOPE, "e" * 32, "chan-3", "jobupdates.all")
+    await registry.register(SCOPE, "e" * 32, "chan-3", ["jobupdates.all"], lambda: 0)
     await registry.refresh()
     await registry.unregister("e" * 32)
     await client.aclose()
@@ -100,6 +101,7 @@ async def test_admin_disconnect_event_closes_with_4000_after_an_error_frame(redi
     settings.JOBUPDATES_REDIS_URL = redis_server.url
     comm = WebsocketCommunicator(JobUpdatesConsumer.as_asgi(), "/ws")
     comm.scope["user"] = SCOPE["user"]
+    comm.scope[ORIGIN_OK] = True
     comm.scope["client"] = ("127.0.0.1", 1)
     assert (await comm.connect())[0]
     client_id = (await comm.receive_json_from())["client_id"]

@@ -27,7 +27,7 @@ import jsonschema
 import pytest
 import yaml
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer, free_port
 from botrix_site.serve import PING_INTERVAL, PING_TIMEOUT
@@ -188,15 +188,17 @@ async def test_clients_through_nginx_on_both_daphnes_get_the_update(proxied, pub
 
 async def test_origin_passes_through_and_a_foreign_origin_is_refused(proxied):
     cookie = await asyncio.to_thread(login, proxied.port, *STAFF)
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(
-            f"ws://127.0.0.1:{proxied.port}/ws",
-            origin="http://evil.example",  # type: ignore[arg-type]
-            additional_headers={"Cookie": cookie},
-            open_timeout=10,
-        ):
-            pass
-    assert refused.value.response.status_code == 403
+    async with connect(
+        f"ws://127.0.0.1:{proxied.port}/ws",
+        origin="http://evil.example",  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        open_timeout=10,
+    ) as ws:
+        assert (await recv_json(ws))["code"] == "origin_not_allowed"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
 
 
 async def test_anonymous_client_through_nginx_gets_4401(proxied):

@@ -24,7 +24,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
-from tests.conftest import PLAIN, STAFF
+from tests.conftest import STAFF, VIEWER
 from tests.support.clients import login, recv_json, welcomed, ws_connect
 from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
 
@@ -140,12 +140,12 @@ def disconnect_via_admin(port: int, cookie: str, client_id: str) -> str:
 
 async def test_two_processes_stats_admin_kill_and_disconnect(cluster, publish):
     staff = login(cluster.a_port, *STAFF)
-    plain = session_cookie(cluster.env, PLAIN[0])
+    viewer = session_cookie(cluster.env, VIEWER[0])
     async with (
         ws_connect(cluster.a_port, staff) as a1,
-        ws_connect(cluster.a_port, plain) as a2,
+        ws_connect(cluster.a_port, viewer) as a2,
         ws_connect(cluster.b_port, staff) as b1,
-        ws_connect(cluster.b_port, plain) as b2,
+        ws_connect(cluster.b_port, viewer) as b2,
     ):
         ids = {name: await welcomed(ws) for name, ws in (("a1", a1), ("a2", a2), ("b1", b1))}
         ids["b2"] = await welcomed(b2)
