@@ -47,3 +47,9 @@ test: lint system-deps
 
 clean:
 	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache
+
+## bench: fan-out benchmarks, project vs websockets vs stock Channels (docs/performance.md);
+## `make bench BENCH_ARGS=--quick` for a smoke run, BENCH_ARGS="--connections 10000" for idle memory
+bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,157 @@
+"""The command line: run every target in interleaved rounds, then report.
+
+``python -m benchmarks [--quick] [--connections N] [--rounds R] ...``; see
+``--help`` and ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import phases, report
+from benchmarks.loadgen_client import GeneratorPool
+from benchmarks.sysstats import machine_info
+from benchmarks.targets import TARGETS, prepare_database, start
+
+logger = logging.getLogger(__name__)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+PHASES = ("ingest", "idle", "throughput", "latency")
+LARGE = 5000
+"""From this many connections, the defaults switch to the idle-memory case."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 clients, 1 short round")
+    parser.add_argument("--connections", type=int, help="clients per target (default 1000)")
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds (default 3; 1 if --quick or large)"
+    )
+    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGETS)}")
+    parser.add_argument("--phases", help=f"comma-separated, of {','.join(PHASES)}")
+    parser.add_argument("--throughput-seconds", type=float, help="publishing time (default 5)")
+    parser.add_argument("--window", type=int, default=10, help="updates in flight when publishing")
+    parser.add_argument("--latency-messages", type=int, help="updates at --rate (default 100)")
+    parser.add_argument("--rate", type=float, default=10.0, help="latency phase updates/s")
+    parser.add_argument("--ingest-messages", type=int, help="bridge ingest burst (default 20000)")
+    parser.add_argument("--pad-bytes", type=int, default=100, help="filler in each update's data")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait for a quiet machine per phase (20; 0 if --quick)",
+    )
+    parser.add_argument("--server-core", type=int, default=0)
+    parser.add_argument("--generator-core", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    quick, large = args.quick, (args.connections or 0) >= LARGE
+    args.connections = args.connections or (50 if quick else 1000)
+    args.rounds = args.rounds or (1 if quick or large else 3)
+    args.targets = (args.targets or ("project,websockets" if large else ",".join(TARGETS))).split(
+        ","
+    )
+    args.phases = (args.phases or ("idle,throughput" if large else ",".join(PHASES))).split(",")
+    args.throughput_seconds = args.throughput_seconds or (1.5 if quick else 5.0)
+    args.latency_messages = args.latency_messages or (20 if quick else 100)
+    args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 20.0)
+    args.ingest_messages = args.ingest_messages or (2000 if quick else 20_000)
+    unknown = set(args.targets) - set(TARGETS) | set(args.phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown target or phase: {', '.join(sorted(unknown))}")
+    return args
+
+
+def run_target(name: str, round_: int, args: argparse.Namespace, database: str) -> dict[str, Any]:
+    """Start target ``name``, run the chosen phases on it, stop it; return its results."""
+    pad = "x" * args.pad_bytes
+    logger.info("round %d: %s", round_, name)
+    stack = start(name, database, {args.server_core})
+    pool: GeneratorPool | None = None
+    run: dict[str, Any] = {"target": name, "round": round_, "connections": args.connections}
+    try:
+        if name == "project" and "ingest" in args.phases:
+            run["ingest"] = phases.ingest(stack, args.ingest_messages, pad, args.quiet_wait)
+        if {"idle", "throughput", "latency"} & set(args.phases):
+            phases.warm_up(stack, pad)
+            pool = GeneratorPool(args.connections, {args.generator_core})
+            run["connect"] = phases.connect(stack, pool)
+            if "throughput" in args.phases:
+                run["throughput"] = phases.fan_out(
+                    stack,
+                    pool,
+                    latencies=False,
+                    quiet_wait=args.quiet_wait,
+                    count=10**7,
+                    duration=args.throughput_seconds,
+                    window=args.window,
+                    rate=0,
+                    pad=pad,
+                )
+            if "latency" in args.phases:
+                run["latency"] = phases.fan_out(
+                    stack,
+                    pool,
+                    latencies=True,
+                    quiet_wait=args.quiet_wait,
+                    count=args.latency_messages,
+                    duration=10**6,
+                    window=0,
+                    rate=args.rate,
+                    pad=pad,
+                )
+            pool.all({"cmd": "close"}, timeout=120)
+        crashed = [p.name for p in (stack.server, stack.bridge) if p is not None and not p.running]
+        run["flags"] = [
+            f for phase in run.values() if isinstance(phase, dict) for f in phase["flags"]
+        ]
+        run["flags"] += [f"{process} exited during the run" for process in crashed]
+        errors = [
+            f"{process.name}: {line}"
+            for process in (stack.server, stack.bridge)
+            if process is not None
+            for line in process.matching(r"ERROR|Error:|Exception")
+        ]
+        run["server_errors"] = errors[-10:]
+        run["flags"] += [f"{len(errors)} error lines in server logs"] if errors else []
+    finally:
+        if pool is not None:
+            pool.stop()
+        stack.stop()
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmarks, write the JSON results, print the table."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if len(os.sched_getaffinity(0)) < 2 or args.server_core == args.generator_core:
+        logger.warning("server and generator share a core: CPU figures are not comparable")
+    os.sched_setaffinity(0, {args.generator_core})  # the harness is client side
+    started = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        database = prepare_database(Path(directory))
+        for round_ in range(1, args.rounds + 1):
+            shift = (round_ - 1) % len(args.targets)
+            for name in args.targets[shift:] + args.targets[:shift]:  # interleaved A/B order
+                runs.append(run_target(name, round_, args, database))
+    results = {
+        "machine": machine_info(),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": time.monotonic() - started,
+        "runs": runs,
+        "summary": report.summarize(runs, args.connections),
+    }
+    report.write(results, args.output)
+    print(report.table(results))
+    print(f"\nresults: {args.output}")

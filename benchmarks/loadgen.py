@@ -1,0 +1,269 @@
+"""The load generator: picows WebSocket clients on uvloop, in a process of their own.
+
+``python -m benchmarks.loadgen`` reads one JSON command per line on stdin and
+answers each with one JSON line on stdout (see :class:`Generator` for the
+commands). The harness pins it to its own core. For every ``job_update``
+frame a connection receives, it records the receipt time on the monotonic
+clock; the publish time, on the same clock, travels inside ``data``, so
+latency is receipt minus publish. Frames are identical across connections,
+so each distinct payload is decoded once and then looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import sys
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvloop
+from picows import WSListener, WSMsgType, WSTransport, ws_connect
+
+logger = logging.getLogger(__name__)
+
+WINDOW_STALL_SECONDS = 2.0
+"""How long the windowed publisher waits for a message every connection should have."""
+
+
+class Connection(WSListener):  # type: ignore[misc]
+    """One client: tells the generator about every text frame, and when it is welcomed."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.welcomed = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
+        if frame.msg_type is WSMsgType.TEXT:
+            self.generator.on_text(self, frame.get_payload_as_bytes(), time.monotonic())
+        elif frame.msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.generator.disconnects += 1
+        if not self.welcomed.done():
+            self.welcomed.set_exception(ConnectionError("closed before the welcome frame"))
+
+
+class Generator:
+    """Connections, receipt records and (in one process) the publisher.
+
+    Commands: ``connect``, ``reset``, ``publish``, ``drain``, ``close``, ``exit``.
+    """
+
+    def __init__(self) -> None:
+        self.transports: list[WSTransport] = []
+        self.disconnects = 0
+        self.next_seq = 0
+        self._forget()
+
+    async def reset(self, latencies: bool = False) -> dict[str, Any]:
+        """Forget every receipt: the start of a phase; keep each latency if ``latencies``."""
+        self._forget()
+        self.record_latencies = latencies
+        self.connections = len(self.transports)
+        return {"reset": True}
+
+    def _forget(self) -> None:
+        self.record_latencies = False
+        self.connections = len(self.transports)
+        self.seq_of: dict[bytes, int] = {}
+        self.published_at: dict[int, float] = {}
+        self.counts: dict[int, int] = {}
+        self.last_receipt: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.completed = 0
+        self.other_frames = 0
+        self.progress = asyncio.Event()
+
+    def on_text(self, connection: Connection, payload: bytes, now: float) -> None:
+        seq = self.seq_of.get(payload)
+        if seq is None:
+            message = json.loads(payload)
+            kind = message.get("type")
+            if kind == "welcome" and not connection.welcomed.done():
+                connection.welcomed.set_result(None)
+                return
+            if kind != "job_update":
+                self.other_frames += 1
+                return
+            seq = message["data"]["seq"]
+            self.seq_of[payload] = seq
+            self.published_at[seq] = message["data"]["t"]
+            self.counts[seq] = 0
+            self.last_receipt[seq] = 0.0
+        count = self.counts[seq] + 1
+        self.counts[seq] = count
+        if now > self.last_receipt[seq]:
+            self.last_receipt[seq] = now
+        if self.record_latencies:
+            self.latencies.append(now - self.published_at[seq])
+        if count == self.connections:
+            self.completed += 1
+            self.progress.set()
+
+    async def connect(
+        self, url: str, origin: str, cookie: str, count: int, concurrency: int
+    ) -> dict[str, Any]:
+        """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes."""
+        limit = asyncio.Semaphore(concurrency)
+        headers = {"Origin": origin, **({"Cookie": cookie} if cookie else {})}
+        errors: list[str] = []
+        started = time.monotonic()
+
+        async def one() -> None:
+            async with limit:
+                try:
+                    transport, listener = await ws_connect(
+                        lambda: Connection(self), url, extra_headers=headers
+                    )
+                    try:
+                        await asyncio.wait_for(listener.welcomed, 30)
+                    except BaseException:
+                        transport.disconnect()
+                        raise
+                    self.transports.append(transport)  # only welcomed ones expect updates
+                except Exception as exc:  # any failure is counted and reported
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return {
+            "connected": count - len(errors),
+            "failed": len(errors),
+            "errors": errors[:5],
+            "seconds": time.monotonic() - started,
+        }
+
+    async def publish(
+        self,
+        redis_url: str,
+        channel: str,
+        *,
+        count: int,
+        duration: float,
+        window: int,
+        rate: float,
+        pad: str,
+    ) -> dict[str, Any]:
+        """Publish updates: paced at ``rate``/s if ``rate``, else ``window`` in flight.
+
+        Stops after ``count`` messages or ``duration`` seconds, whichever is first.
+        """
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
+        first = self.next_seq
+        times: list[float] = []
+        stalls = 0
+        started = time.monotonic()
+        try:
+            while len(times) < count and time.monotonic() - started < duration:
+                if rate:
+                    delay = started + len(times) / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)  # pacing
+                else:
+                    while len(times) - self.completed - stalls >= window:
+                        self.progress.clear()
+                        try:
+                            await asyncio.wait_for(self.progress.wait(), WINDOW_STALL_SECONDS)
+                        except TimeoutError:
+                            stalls += 1
+                seq = self.next_seq
+                self.next_seq += 1
+                now = time.monotonic()
+                update = {
+                    "job_id": f"bench-{seq}",
+                    "status": "processing",
+                    "data": {"seq": seq, "t": now, "pad": pad},
+                }
+                times.append(now)
+                await client.publish(channel, json.dumps(update))
+        finally:
+            await client.aclose()
+        return {"first": first, "published_at": times, "stalls": stalls}
+
+    async def drain(
+        self, first: int, last: int, idle: float, limit: float, latencies: bool
+    ) -> dict[str, Any]:
+        """Wait until every connection has seqs ``first..last``; report.
+
+        Gives up when nothing arrived for ``idle`` seconds or after ``limit`` seconds.
+        """
+        wanted = last - first + 1
+        deadline = time.monotonic() + limit
+        while self.completed < wanted and time.monotonic() < deadline:
+            self.progress.clear()
+            try:
+                await asyncio.wait_for(self.progress.wait(), min(idle, deadline - time.monotonic()))
+            except TimeoutError:
+                if self.completed < wanted and not self._progressed_recently(idle):
+                    break
+        connections = len(self.transports)
+        counts = [self.counts.get(seq, 0) for seq in range(first, last + 1)]
+        return {
+            "connections": connections,
+            "received": sum(counts),
+            "lost": sum(max(0, connections - c) for c in counts),
+            "duplicates": sum(max(0, c - connections) for c in counts),
+            "last_receipt": [self.last_receipt.get(seq) for seq in range(first, last + 1)],
+            "latencies_us": [round(x * 1e6) for x in self.latencies] if latencies else [],
+            "other_frames": self.other_frames,
+            "disconnects": self.disconnects,
+        }
+
+    def _progressed_recently(self, idle: float) -> bool:
+        newest = max(self.last_receipt.values(), default=0.0)
+        return time.monotonic() - newest < idle
+
+    async def close(self) -> dict[str, Any]:
+        """Close every connection and wait for them to go."""
+        for transport in self.transports:
+            transport.send_close()
+            transport.disconnect()
+        await asyncio.wait(
+            [asyncio.ensure_future(t.wait_disconnected()) for t in self.transports] or [_done()],
+            timeout=30,
+        )
+        closed = len(self.transports)
+        self.transports.clear()
+        return {"closed": closed}
+
+
+async def _done() -> None:
+    return None
+
+
+async def serve_commands() -> None:
+    """Answer the harness's commands, one JSON line each way, until ``exit``."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    generator = Generator()
+    while line := await reader.readline():
+        command = json.loads(line)
+        name = command.pop("cmd")
+        if name == "exit":
+            break
+        try:
+            reply = await getattr(generator, name)(**command)
+        except Exception as exc:  # the harness shows the error and stops the run
+            logger.exception("command %s failed", name)
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    """Raise the fd limit to its maximum, then serve commands on uvloop."""
+    logging.basicConfig(level=logging.WARNING, format="loadgen %(levelname)s %(message)s")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    uvloop.run(serve_commands())
+
+
+if __name__ == "__main__":
+    main()

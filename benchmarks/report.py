@@ -1,0 +1,189 @@
+"""Medians over rounds, ratios against the baseline, the goals, and the printed table."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks.targets import BASELINE
+
+IDLE_GOAL_CONNECTIONS = 10_000
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _get(run: dict[str, Any], *keys: str) -> Any:
+    value: Any = run
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+METRICS: dict[str, tuple[str, ...]] = {
+    "server_cpu_us_per_delivery": ("throughput", "server_cpu_us_per_delivery"),
+    "redis_cpu_us_per_delivery": ("throughput", "redis_cpu_us_per_delivery"),
+    "deliveries_per_second": ("throughput", "deliveries_per_second"),
+    "idle_bytes_per_connection": ("connect", "idle_bytes_per_connection"),
+    "connect_seconds": ("connect", "seconds"),
+    "delivery_latency_p50_us": ("latency", "delivery_latency_us", "p50"),
+    "delivery_latency_p99_us": ("latency", "delivery_latency_us", "p99"),
+    "all_delivered_p50_us": ("latency", "all_delivered_latency_us", "p50"),
+    "all_delivered_p99_us": ("latency", "all_delivered_latency_us", "p99"),
+    "ingest_forwarded_per_second": ("ingest", "forwarded_per_second"),
+    "ingest_bridge_cpu_bound_per_second": ("ingest", "bridge_cpu_bound_per_second"),
+}
+RATIOS = ("server_cpu_us_per_delivery", "idle_bytes_per_connection", "all_delivered_p99_us")
+
+
+def summarize(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
+    """Return per-target medians, exact loss counts, flags, ratios and the goals."""
+    summary: dict[str, Any] = {}
+    for name in dict.fromkeys(run["target"] for run in runs):
+        mine = [run for run in runs if run["target"] == name]
+        entry: dict[str, Any] = {
+            metric: _median([_get(run, *path) for run in mine]) for metric, path in METRICS.items()
+        }
+        phases = [run[p] for run in mine for p in ("throughput", "latency") if p in run]
+        entry["expected"] = sum(p["expected"] for p in phases)
+        entry["delivered"] = sum(p["delivered"] for p in phases)
+        entry["lost"] = sum(p["lost"] for p in phases)
+        entry["duplicates"] = sum(p["duplicates"] for p in phases)
+        entry["rounds"] = len(mine)
+        entry["flags"] = sorted(
+            {f"round {run['round']}: {flag}" for run in mine for flag in run["flags"]}
+        )
+        summary[name] = entry
+    base = summary.get(BASELINE, {})
+    for entry in summary.values():
+        entry["vs_websockets"] = {
+            metric: (entry[metric] / base[metric])
+            if entry.get(metric) is not None and base.get(metric)
+            else None
+            for metric in RATIOS
+        }
+    return {"targets": summary, "goals": _goals(summary, connections)}
+
+
+def _goals(summary: dict[str, Any], connections: int) -> list[dict[str, Any]]:
+    project = summary.get("project", {})
+    ratios = project.get("vs_websockets", {})
+    stock_cpu = summary.get("stock", {}).get("server_cpu_us_per_delivery")
+    cpu = project.get("server_cpu_us_per_delivery")
+    idle = project.get("idle_bytes_per_connection")
+    ingest = project.get("ingest_forwarded_per_second") or None
+
+    def goal(name: str, measured: float | None, limit: str, met: bool | None) -> dict[str, Any]:
+        return {"goal": name, "measured": measured, "limit": limit, "met": met}
+
+    def check(value: float | None, ok: bool) -> bool | None:
+        return None if value is None else ok
+
+    cpu_ratio = ratios.get("server_cpu_us_per_delivery")
+    p99_ratio = ratios.get("all_delivered_p99_us")
+    stock_ratio = stock_cpu / cpu if stock_cpu and cpu else None
+    idle_scale = connections >= IDLE_GOAL_CONNECTIONS
+    return [
+        goal(
+            "CPU/delivery vs websockets",
+            cpu_ratio,
+            "<= 1.5x",
+            check(cpu_ratio, (cpu_ratio or 0) <= 1.5),
+        ),
+        goal(
+            "CPU/delivery, stock / project",
+            stock_ratio,
+            ">= 20x",
+            check(stock_ratio, (stock_ratio or 0) >= 20),
+        ),
+        goal(
+            f"idle KB/connection ({connections} conns)",
+            idle / 1024 if idle else None,
+            "<= 30 KB at 10,000",
+            check(idle, idle_scale and (idle or 0) <= 30 * 1024) if idle_scale else None,
+        ),
+        goal(
+            "p99 all delivered vs websockets",
+            p99_ratio,
+            "<= 2x",
+            check(p99_ratio, (p99_ratio or 0) <= 2),
+        ),
+        goal(
+            "lost deliveries",
+            project.get("lost"),
+            "0",
+            check(project.get("lost"), project.get("lost") == 0),
+        ),
+        goal("bridge ingest msg/s", ingest, ">= 10,000", check(ingest, (ingest or 0) >= 10_000)),
+    ]
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    """Render the summary as a plain-text table (also valid Markdown)."""
+    targets = results["summary"]["targets"]
+    names = list(targets)
+    rows = [
+        ("server CPU us/delivery", "server_cpu_us_per_delivery", 1, False),
+        ("  x websockets", "server_cpu_us_per_delivery", 2, True),
+        ("redis CPU us/delivery", "redis_cpu_us_per_delivery", 2, False),
+        ("deliveries/s (throughput phase)", "deliveries_per_second", 0, False),
+        ("idle KB/connection", "idle_bytes_per_connection", 1, False),
+        ("  x websockets", "idle_bytes_per_connection", 2, True),
+        ("delivery latency p50 ms", "delivery_latency_p50_us", 2, False),
+        ("delivery latency p99 ms", "delivery_latency_p99_us", 2, False),
+        ("all delivered p50 ms", "all_delivered_p50_us", 2, False),
+        ("all delivered p99 ms", "all_delivered_p99_us", 2, False),
+        ("  x websockets", "all_delivered_p99_us", 2, True),
+        ("lost / expected deliveries", "lost", 0, False),
+        ("bridge ingest msg/s (seen)", "ingest_forwarded_per_second", 0, False),
+        ("bridge ingest msg/s (CPU bound)", "ingest_bridge_cpu_bound_per_second", 0, False),
+    ]
+    lines = [
+        "| metric (median of rounds) | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    for label, key, digits, ratio in rows:
+        cells = []
+        for name in names:
+            entry = targets[name]
+            value = entry["vs_websockets"][key] if ratio else entry.get(key)
+            if key == "idle_bytes_per_connection" and not ratio and value is not None:
+                value /= 1024
+            if key.endswith("_us") and value is not None and not ratio:
+                value /= 1000
+            if key == "lost":
+                cells.append(f"{entry['lost']:,} / {entry['expected']:,}")
+                continue
+            cells.append(_fmt(float(value) if value is not None else None, digits))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| goal (project) | measured | limit | met |")
+    lines.append("| --- | ---: | --- | --- |")
+    for goal in results["summary"]["goals"]:
+        met = {True: "yes", False: "NO", None: "n/a"}[goal["met"]]
+        lines.append(f"| {goal['goal']} | {_fmt(goal['measured'], 2)} | {goal['limit']} | {met} |")
+    flags = [(n, f) for n in names for f in targets[n]["flags"]]
+    if flags:
+        lines.append("")
+        lines.extend(f"noisy: {name}: {flag}" for name, flag in flags)
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], path: Path) -> None:
+    """Write the results as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")

@@ -1,0 +1,158 @@
+"""The three systems under test, each started as deployed on a throwaway Redis.
+
+* ``project``: Daphne with the project's flags (:func:`botrix_site.serve.daphne_argv`)
+  serving ``botrix_site.asgi`` and ``manage.py run_bridge``, both configured by
+  ``botrix_site.settings`` alone, so a new channel layer there is what gets measured;
+* ``websockets``: :mod:`benchmarks.reference_server`, the baseline;
+* ``stock``: Daphne serving :mod:`benchmarks.stock.asgi` and :mod:`benchmarks.stock.bridge`.
+
+Servers, bridges and Redis are pinned to the server core once started.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.sysstats import pin
+from botrix_site.redis_server import RedisServer
+from botrix_site.serve import APPLICATION, daphne_argv
+from tests.support.clients import login
+from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("project", "websockets", "stock")
+BASELINE = "websockets"
+USER = ("bench", "bench-password-1")
+PROJECT_ENV = {"JOBUPDATES_MAX_CONNECTIONS_PER_USER": "1000000"}
+"""The one setting changed for the project: every benchmark client shares one
+login, and the default cap of 20 connections per user would refuse the rest.
+The channel layer and everything else come from ``botrix_site.settings``."""
+LISTENING = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
+
+
+@dataclass
+class Stack:
+    """One running target: its Redis, server, optional bridge, and how to reach it."""
+
+    name: str
+    redis: RedisServer
+    server: Process
+    port: int
+    bridge: Process | None = None
+    cookie: str = ""
+    extra: list[Process] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def server_pids(self) -> list[int]:
+        return [self.server.popen.pid]
+
+    @property
+    def bridge_pids(self) -> list[int]:
+        return [self.bridge.popen.pid] if self.bridge else []
+
+    @property
+    def redis_pids(self) -> list[int]:
+        assert self.redis.process is not None
+        return [self.redis.process.pid]
+
+    def stop(self) -> None:
+        """Stop the bridge, the server, then Redis."""
+        for process in [*self.extra, *([self.bridge] if self.bridge else []), self.server]:
+            code = process.stop()
+            if code not in (0, -15):
+                logger.warning("%s exited with %s:\n%s", process.name, code, process.output())
+        self.redis.stop()
+
+
+def prepare_database(directory: Path) -> str:
+    """Migrate a fresh SQLite database with the benchmark user; return its URL."""
+    url = f"sqlite:///{directory / 'bench.sqlite3'}"
+    env = child_env(DATABASE_URL=url)
+    manage(env, "migrate", "--verbosity", "0")
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User;"
+        f"User.objects.create_user({USER[0]!r}, password={USER[1]!r}, is_staff=True)",
+    )
+    return url
+
+
+def start(name: str, database_url: str, cpus: set[int]) -> Stack:
+    """Start target ``name`` on a fresh Redis, pin it to ``cpus``; return it logged in."""
+    redis = RedisServer().start()
+    assert redis.process is not None
+    pin(redis.process.pid, cpus)
+    env = child_env(REDIS_URL=redis.url, DATABASE_URL=database_url)
+    try:
+        stack = _STARTERS[name](redis, env)
+    except BaseException:
+        redis.stop()
+        raise
+    try:
+        for pid in [*stack.server_pids, *stack.bridge_pids]:
+            pin(pid, cpus)
+        if name != "websockets":  # staff: the admin login form is the way in, as in the tests
+            stack.cookie = login(stack.port, *USER)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _project(redis: RedisServer, env: dict[str, str]) -> Stack:
+    env = {**env, **PROJECT_ENV}
+    daphne, port = start_daphne(env)
+    try:
+        return Stack("project", redis, daphne, port, bridge=start_bridge(env))
+    except BaseException:
+        daphne.stop()
+        raise
+
+
+def _stock(redis: RedisServer, env: dict[str, str]) -> Stack:
+    env = {**env, "DJANGO_SETTINGS_MODULE": "benchmarks.stock.settings"}
+    argv = daphne_argv("127.0.0.1", 0)
+    assert argv[-1] == APPLICATION
+    argv[-1] = "benchmarks.stock.asgi:application"
+    daphne = Process("daphne-stock", [sys.executable, "-m", "daphne", *argv], env)
+    try:
+        port = int(daphne.wait_for(LISTENING).group(1))
+        bridge = Process("bridge-stock", [sys.executable, "-m", "benchmarks.stock.bridge"], env)
+        try:
+            bridge.wait_for(r"-> subscribed")
+        except BaseException:
+            bridge.stop()
+            raise
+        return Stack("stock", redis, daphne, port, bridge=bridge)
+    except BaseException:
+        daphne.stop()
+        raise
+
+
+def _websockets(redis: RedisServer, env: dict[str, str]) -> Stack:
+    argv = [sys.executable, "-m", "benchmarks.reference_server", "--redis-url", redis.url]
+    server = Process("websockets", argv, env)
+    try:
+        port = int(server.wait_for(r"listening on port (\d+)").group(1))
+        server.wait_for(r"^subscribed")
+        return Stack("websockets", redis, server, port)
+    except BaseException:
+        server.stop()
+        raise
+
+
+_STARTERS = {"project": _project, "stock": _stock, "websockets": _websockets}
