@@ -40,7 +40,7 @@ from jobupdates.protocol.positions import Position, PositionError, ResetReason
 from jobupdates.redis_client import async_client
 from jobupdates.registry import LocalClient, get_registry
 from jobupdates.tokens import SUBPROTOCOL
-from jobupdates.transport import abort_later, backlog_probe, raw_send
+from jobupdates.transport import abort_later, backlog_probe, frame_writer, raw_send
 
 __all__ = ["JobUpdatesConsumer"]
 
@@ -89,6 +89,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         feed = self.feed = Feed(
             send,
             jobs=self.request.job_ids or None,
+            write=frame_writer(send),
             backlog=backlog_probe(send),
             max_backlog=conf.MAX_BACKLOG_BYTES,
             on_overflow=self.on_overflow,

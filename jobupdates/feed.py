@@ -31,6 +31,7 @@ class Feed:
         *,
         jobs: Iterable[str] | None = None,
         max_held: int = 10_000,
+        write: Callable[[bytes], None] | None = None,
         backlog: Callable[[], int] | None = None,
         max_backlog: int = 1024 * 1024,
         on_overflow: Callable[[str], None] | None = None,
@@ -39,12 +40,15 @@ class Feed:
         send: The connection's ASGI send.
         jobs: The jobs to receive; None for the all-jobs feed.
         max_held: How many live updates may wait while a replay runs.
+        write: Writes a message's pre-built ``frame`` to the socket directly
+            (see :func:`jobupdates.transport.frame_writer`); else ``send`` is used.
         backlog: Gives the bytes the server has not yet written to the socket.
         max_backlog: The most bytes a client may leave unread.
         on_overflow: Called once, with the reason, when either limit is passed;
             the feed sends nothing more.
         """
         self.send = send
+        self.write = write
         self.jobs: set[str] | None = None if jobs is None else set(jobs)
         self.max_held = max_held
         self.backlog = backlog
@@ -77,7 +81,11 @@ class Feed:
             else:
                 held.append(message)
             return False
-        await self.send(message)
+        write = self.write
+        if write is not None and "frame" in message:
+            write(message["frame"])
+        else:
+            await self.send(message)
         self.sent += 1
         if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
             self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from jobupdates.deliveries import RECEIVED_AT, counters
 from jobupdates.protocol import JOB_UPDATE_EVENT
+from jobupdates.protocol.wire import text_frame
 
 __all__ = ["JobUpdatesChannelLayer", "Sink", "job_update_send"]
 
@@ -43,14 +44,17 @@ send it (filtered out), anything else if it did."""
 def job_update_send(event: dict[str, Any]) -> dict[str, Any]:
     """The ``websocket.send`` message of a job update, built once per process.
 
-    ``job_id`` and ``position`` ride along for the sinks' filters; ASGI servers
-    ignore keys they do not know.
+    ``job_id`` and ``position`` ride along for the sinks' filters, and
+    ``frame``, the WebSocket frame, for sinks that write to the socket
+    themselves; ASGI servers ignore keys they do not know.
     """
+    text: str = event["text"]
     return {
         "type": "websocket.send",
-        "text": event["text"],
+        "text": text,
         "job_id": event.get("job_id"),
         "position": event.get("position"),
+        "frame": text_frame(text.encode()),
     }
 
 

@@ -17,7 +17,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RAW_SEND", "RawSendMiddleware", "abort_later", "backlog_probe", "raw_send"]
+__all__ = [
+    "RAW_SEND",
+    "RawSendMiddleware",
+    "abort_later",
+    "backlog_probe",
+    "frame_writer",
+    "raw_send",
+]
 
 RAW_SEND = "jobupdates.raw_send"
 
@@ -39,11 +46,53 @@ def raw_send(scope: dict[str, Any], fallback: Any) -> Any:
     return scope.get(RAW_SEND, fallback)
 
 
-def _transport(send: Any) -> Any:
+def _protocol(send: Any) -> Any:
     """Daphne's ``send`` is ``functools.partial(server.handle_reply, protocol)``."""
     if isinstance(send, functools.partial) and send.args:
-        return getattr(send.args[0], "transport", None)
+        return send.args[0]
     return None
+
+
+def _transport(send: Any) -> Any:
+    return getattr(_protocol(send), "transport", None)
+
+
+def frame_writer(send: Any) -> Callable[[bytes], None] | None:
+    """Return a function that writes a complete WebSocket frame to ``send``'s socket.
+
+    Daphne hands each message to autobahn, which frames and UTF-8-encodes it
+    per connection, then to Twisted, which buffers every write and sends it
+    on a later loop iteration after registering the socket for writing
+    (two ``epoll_ctl`` calls per write). A job update's frame is the same
+    bytes for every client, so this writes the pre-built frame straight to
+    the socket when Twisted has nothing buffered, as asyncio's transports
+    do, and hands whatever the socket did not take to Twisted. Under another
+    server (or TLS) it returns None and the ASGI ``send`` is used.
+    """
+    protocol = _protocol(send)
+    transport: Any = getattr(protocol, "transport", None)
+    sock = getattr(transport, "socket", None)
+    if sock is None or not hasattr(transport, "_tempDataLen") or not hasattr(protocol, "state"):
+        return None
+    state_open = protocol.STATE_OPEN
+
+    def write(frame: bytes) -> None:
+        if protocol.state != state_open or transport.disconnecting:
+            return  # as Daphne does with a send after the close
+        if transport._tempDataLen or len(transport.dataBuffer) != transport.offset:
+            transport.write(frame)  # keep the order behind what Twisted holds
+            return
+        try:
+            sent = sock.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            transport.write(frame)  # let Twisted see and report the broken connection
+            return
+        if sent < len(frame):
+            transport.write(frame[sent:])
+
+    return write
 
 
 def abort_later(send: Any, delay: float) -> None:
