@@ -63,7 +63,7 @@ def test_an_idle_connection_gets_the_frame_straight_on_its_socket(pair):
 
 
 def test_frames_queue_behind_what_twisted_holds_and_what_the_socket_refuses(pair):
-    server, client = pair
+    server, _client = pair
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     send, protocol = daphne_send(server)
     write = frame_writer(send)
