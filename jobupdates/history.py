@@ -10,7 +10,7 @@ Consumers read it back to replay what a reconnecting client missed
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -101,6 +101,18 @@ class History:
             args=[self.max_entries, self.max_age_ms, self.state_ttl_seconds, job_id, frame],
         )
         return _text(position)
+
+    async def append_many(self, updates: Sequence[tuple[str, str]]) -> list[str]:
+        """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id, frame in updates:
+                await self._append(
+                    keys=[self.stream_key, self.state_prefix + job_id],
+                    args=[self.max_entries, self.max_age_ms, self.state_ttl_seconds, job_id, frame],
+                    client=pipe,
+                )
+            positions = await pipe.execute()
+        return [_text(position) for position in positions]
 
     async def since(self, since: Position) -> Recovery:
         """Return every entry after ``since``, or why they cannot all be replayed."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels_redis.pubsub import (
@@ -79,6 +79,19 @@ class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
             self._layers[loop] = layer
             _wrap_close(self, loop)
         return layer
+
+    async def group_send_many(self, group: str, messages: Sequence[dict[str, Any]]) -> None:
+        """``group_send`` each message, in order, in one Redis round trip (a pipeline)."""
+        layer = self._get_layer()
+        group_channel = layer._get_group_channel_name(group)
+        shard = layer._get_shard(group_channel)
+        payloads = [self.serialize(message) for message in messages]
+        async with shard._lock:
+            shard._ensure_redis()
+            async with shard._redis.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.publish(group_channel, payload)
+                await pipe.execute()
 
     def attach(self, channel: str, sink: Sink) -> None:
         """Deliver job updates for ``channel`` straight to ``sink``."""

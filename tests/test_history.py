@@ -94,3 +94,22 @@ async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     assert states[0]["position"] == last_a
     assert 0 < await client.ttl("s:a") <= 30
     assert await store.states([]) == []
+
+
+async def test_append_many_records_in_order_in_one_round_trip(client, monkeypatch):
+    store = history(client)
+    await store.append("first", frame("first"))  # loads the script
+    calls = []
+    original = aioredis.client.Pipeline.execute
+
+    async def counting(self, *args, **kwargs):
+        calls.append(len(self.command_stack))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting)
+    positions = await store.append_many([("a", frame("a")), ("b", frame("b")), ("a", frame("a"))])
+    assert calls == [3]
+    assert [Position.parse(p) for p in positions] == sorted(Position.parse(p) for p in positions)
+    replay = await store.since(Position.parse(positions[0]))
+    assert [e.job_id for e in replay.entries] == ["b", "a"]
+    assert str((await store.states(["a"]))[0].position) == positions[2]

@@ -160,3 +160,14 @@ async def test_a_sink_whose_consumer_is_gone_is_dropped(layer):
     await witness.wait_for(1)
     assert sink.texts == []
     assert channel not in loop_layer.sinks
+
+
+async def test_group_send_many_delivers_every_message_in_order(layer):
+    sink = Recorder()
+    plain_sink_less = await member(layer)
+    await member(layer, sink)
+    await layer.group_send_many(GROUP, [update(seq) for seq in range(50)])
+    await sink.wait_for(50)
+    assert sink.seqs() == list(range(50))
+    received = [await asyncio.wait_for(layer.receive(plain_sink_less), 5) for _ in range(50)]
+    assert received == [update(seq) for seq in range(50)]
