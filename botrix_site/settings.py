@@ -7,6 +7,7 @@
 | ``DJANGO_ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` |
 | ``REDIS_URL`` | ``redis://127.0.0.1:6379/0`` |
 | ``DATABASE_URL`` | ``sqlite:///<project>/db.sqlite3`` |
+| ``DJANGO_SECURE_PROXY`` | off; on behind a TLS-terminating proxy |
 | ``JOBUPDATES_*`` | see ``jobupdates/conf.py`` (read there, from settings or the environment) |
 """
 
@@ -51,6 +52,13 @@ ALLOWED_HOSTS = [
 ]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Behind a TLS-terminating proxy (nginx with wss), set DJANGO_SECURE_PROXY=1: requests
+# carrying X-Forwarded-Proto: https count as secure, and cookies are sent over TLS only.
+if _env_bool("DJANGO_SECURE_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "daphne",

@@ -63,6 +63,13 @@ def origin_allowed(
     return bool(domain) and validate_host(domain, list(allowed_hosts))
 
 
+def _allowed_hosts() -> list[str]:
+    """``ALLOWED_HOSTS``, or what Django allows when it is empty and DEBUG is on."""
+    if settings.ALLOWED_HOSTS:
+        return list(settings.ALLOWED_HOSTS)
+    return [".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else []
+
+
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -91,7 +98,7 @@ class JobUpdatesAuthMiddleware:
                 await self._authenticate(scope, token)
             origin = _header(scope, b"origin")
             allowed = origin_allowed(
-                origin, allowed_origins=conf.ALLOWED_ORIGINS, allowed_hosts=settings.ALLOWED_HOSTS
+                origin, allowed_origins=conf.ALLOWED_ORIGINS, allowed_hosts=_allowed_hosts()
             )
             scope[ORIGIN_OK] = allowed or (origin is None and scope.get(VIA_TOKEN, False))
         return await self.inner(scope, receive, send)

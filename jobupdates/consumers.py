@@ -237,6 +237,8 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         logger.info("client %s: %s: %s", self.client_id, code.value, message)
         if self.strikes.add():
             last = f"closed after {self.strikes.count} bad or excess frames; last: {message}"
+            if close_code is CloseCode.PROTOCOL_ERROR:
+                code = ErrorCode.TOO_MANY_BAD_FRAMES
             await self.close_with(code, last, close_code)
         else:
             await self.send(text_data=protocol.error_frame(code, message))

@@ -47,3 +47,15 @@ def test_token_is_found_among_subprotocols():
     assert offered_token(["jobupdates.v1", "token.abc.def"]) == "abc.def"
     assert offered_token(["jobupdates.v1"]) is None
     assert offered_token([]) is None
+
+
+def test_empty_allowed_hosts_follow_django_in_debug(settings):
+    from jobupdates.auth import _allowed_hosts
+
+    settings.ALLOWED_HOSTS = []
+    settings.DEBUG = True
+    assert origin_allowed(
+        "http://localhost:8000", allowed_origins=(), allowed_hosts=_allowed_hosts()
+    )
+    settings.DEBUG = False
+    assert _allowed_hosts() == []

@@ -251,8 +251,8 @@ async def test_a_client_that_keeps_sending_bad_frames_is_closed_4400(staff, sett
     assert (await comm.receive_json_from())["code"] == "invalid_json"
     await comm.send_to(text_data='{"type":"dance"}')
     last = await comm.receive_json_from()
-    assert last["code"] == "unknown_type"
-    assert last["message"].startswith("closed after 3 bad or excess frames")
+    assert last["code"] == "too_many_bad_frames"
+    assert last["message"].startswith("closed after 3 bad or excess frames; last: expected type")
     assert await comm.receive_output() == {"type": "websocket.close", "code": 4400}
 
 
