@@ -1,4 +1,4 @@
-"""Django admin: "Connected clients", a read-only list of who is connected right now.
+"""Django admin: "Connected clients" (who is connected now) and "Dead letters".
 
 Each list or detail request first rebuilds the :class:`ConnectedClient` read
 model from the Redis registry, so the admin's search, ordering, instance
@@ -7,6 +7,10 @@ selected clients: it sends :data:`~jobupdates.registry.DISCONNECT_EVENT` to
 each client's channel, and its consumer, on whichever process holds it,
 sends an ``error`` frame and closes with 4000. Every staff member may see
 and use it; nothing can be added, changed or deleted.
+
+"Dead letters" lists the messages the bridge rejected, rebuilt the same way
+from the capped Redis list (:mod:`jobupdates.dead_letters`): read-only, staff
+only, filterable by reason.
 """
 
 from __future__ import annotations
@@ -21,18 +25,21 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from jobupdates.models import ConnectedClient
+from jobupdates.conf import conf
+from jobupdates.dead_letters import read_dead_letters
+from jobupdates.models import ConnectedClient, DeadLetter
 from jobupdates.registry import DISCONNECT_EVENT, read_snapshot, sync_client
 
-__all__ = ["ConnectedClientAdmin"]
+__all__ = ["ConnectedClientAdmin", "DeadLetterAdmin"]
 
 logger = logging.getLogger(__name__)
 
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[ConnectedClient]
+    _DeadLetterAdmin = admin.ModelAdmin[DeadLetter]
 else:
-    _ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = _DeadLetterAdmin = admin.ModelAdmin
 
 
 def _is_staff(request: HttpRequest) -> bool:
@@ -144,3 +151,81 @@ class ConnectedClientAdmin(_ModelAdmin):
         self.message_user(
             request, f"Asked {len(clients)} client(s) to disconnect.", messages.SUCCESS
         )
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(_DeadLetterAdmin):
+    """The newest messages the bridge rejected, with their reasons (read-only, staff only)."""
+
+    list_display = ("received_at", "reason", "detail", "size", "preview_start")
+    list_filter = ("reason",)
+    search_fields = ("id", "detail", "preview")
+    ordering = ("-received_at",)
+    readonly_fields = (
+        "id",
+        "received_at",
+        "channel",
+        "reason",
+        "detail",
+        "size",
+        "encoding",
+        "truncated",
+        "preview",
+    )
+    list_per_page = 100
+
+    @admin.display(description="payload starts")
+    def preview_start(self, obj: DeadLetter) -> str:
+        """The first 80 characters of the preview (base64 for binary payloads)."""
+        return obj.preview[:80]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_staff(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _refresh(self, request: HttpRequest) -> None:
+        """Rebuild the read model from Redis; on failure, say so and show the last rows."""
+        client = sync_client()
+        try:
+            letters, _kept = read_dead_letters(client, conf.DEAD_LETTER_KEY, conf.DEAD_LETTER_SIZE)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not read the dead letters (%s: %s)", type(exc).__name__, exc)
+            self.message_user(
+                request,
+                f"The dead letters could not be read ({type(exc).__name__}); "
+                "this list may be out of date.",
+                messages.WARNING,
+            )
+            return
+        finally:
+            client.close()
+        DeadLetter.objects.replace_with(letters)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().change_view(request, object_id, form_url, extra_context)

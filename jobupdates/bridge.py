@@ -6,7 +6,8 @@ client frame once, records it in the :class:`~jobupdates.history.History`
 (which gives it a position), and ``group_send``\\ s it. It owns its connection
 state: every loss of Redis is logged, then followed by a reconnect after a
 capped, jittered backoff. A valid update that cannot be recorded or
-forwarded is retried, never dropped.
+forwarded is retried, never dropped. A rejected message is counted, logged
+(throttled) and kept as a dead letter (:mod:`jobupdates.rejections`).
 
 With a :class:`~jobupdates.leadership.Lease`, several bridges can run: one is
 active and forwards, the others stay subscribed as hot standbys and take
@@ -34,6 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from jobupdates.dead_letters import DeadLetterWriter
 from jobupdates.history import History
 from jobupdates.leadership import Election, Lease, Role
 from jobupdates.protocol import (
@@ -45,6 +47,7 @@ from jobupdates.protocol import (
     parse_job_update,
 )
 from jobupdates.protocol.positions import with_position
+from jobupdates.rejections import Rejections
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
@@ -52,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
-PREVIEW_BYTES = 120
-"""How much of a rejected payload is logged."""
 T = TypeVar("T")
 
 
@@ -111,6 +112,7 @@ class Bridge:
         delays: Callable[[], Iterator[float]],
         history: History | None = None,
         lease: Lease | None = None,
+        dead_letters: DeadLetterWriter | None = None,
     ) -> None:
         """Set up a bridge; nothing connects until :meth:`run`.
 
@@ -120,6 +122,7 @@ class Bridge:
             delays: Makes a fresh iterator of retry delays, in seconds.
             history: Where updates are recorded; without one they carry no position.
             lease: The lease that elects the active bridge; without one it is always active.
+            dead_letters: Where the active bridge keeps rejected messages; None keeps none.
         """
         self.options = options
         self.layer = layer
@@ -129,6 +132,7 @@ class Bridge:
         self.state = BridgeState.STARTING
         self.stats = BridgeStats()
         self.stopping = asyncio.Event()
+        self.rejections = Rejections(options.channel, log=logger, dead_letters=dead_letters)
         self._entered = {state: asyncio.Event() for state in BridgeState}
 
     @property
@@ -155,6 +159,7 @@ class Bridge:
         finally:
             if electing is not None:
                 await electing
+            await self.rejections.aclose()
         self._set_state(BridgeState.STOPPED)
 
     async def _subscribe_forever(self) -> None:
@@ -174,8 +179,11 @@ class Bridge:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.options.channel)
+                    await self._settle_role()
+                    as_role = "the active bridge" if self.role is Role.ACTIVE else "a standby"
                     self._set_state(
-                        BridgeState.SUBSCRIBED, f"listening on {self.options.channel!r}"
+                        BridgeState.SUBSCRIBED,
+                        f"listening on {self.options.channel!r} as {as_role}",
                     )
                     delays = self.delays()
                     await self._pump(pubsub)
@@ -189,6 +197,16 @@ class Bridge:
                 await self._sleep(delay)
             finally:
                 await client.aclose()
+
+    async def _settle_role(self) -> None:
+        """Try to hold the lease now, rather than at the election's next interval.
+
+        Right after a reconnect the lease may be free (a restarted Redis lost it),
+        and a bridge that waited for its next interval would skip what arrives
+        meanwhile: the first bridge back takes the lease before it reads a message.
+        """
+        if self.election is not None and not self.stopping.is_set():
+            await self.election.check()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the message in hand."""
@@ -216,14 +234,11 @@ class Bridge:
             frame = update.to_frame()
         except InvalidJobUpdate as exc:
             self.stats.rejected[exc.reason] += 1
-            logger.warning(
-                "rejected message on %r: %s: %s; payload starts %r",
-                self.options.channel,
-                exc.reason.value,
-                exc.detail,
-                payload[:PREVIEW_BYTES],
-            )
+            keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
+            await self.rejections.reject(exc, payload, received_at, keep=keep)
             return False
+        if self.role is not Role.ACTIVE and self.election and self.election.holder_unknown:
+            await self._settle_role()  # Redis is back and may have lost the lease: take it now
         if self.role is not Role.ACTIVE:
             self.stats.skipped_as_standby += 1
             logger.debug("standby: leaving job %s to the active bridge", update.job_id)

@@ -263,6 +263,18 @@ class Settings:
         256 updates of 4 KB. Default: ``1048576``."""
         return self._get("MAX_BACKLOG_BYTES", 1024 * 1024, v.integer(1024))
 
+    @property
+    def DEAD_LETTER_KEY(self) -> str:
+        """Redis list keeping the messages the bridge rejected, newest first.
+        Default: ``botrix:jobs:dead-letters``."""
+        return self._get("DEAD_LETTER_KEY", "botrix:jobs:dead-letters", v.text)
+
+    @property
+    def DEAD_LETTER_SIZE(self) -> int:
+        """How many rejected messages the dead-letter list keeps (the newest), each
+        with at most 1 KiB of its payload. Default: ``1000``."""
+        return self._get("DEAD_LETTER_SIZE", 1000, v.integer(1))
+
 
 SETTING_NAMES: tuple[str, ...] = tuple(
     name for name, value in vars(Settings).items() if isinstance(value, property)

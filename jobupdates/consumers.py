@@ -195,7 +195,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             await feed.send_states(await history.states(wanted))
         except (RedisError, OSError) as exc:
             logger.warning("client %s: history unavailable (%s)", self.client_id, exc)
-            await self.send(text_data=protocol.reset_frame("history_unavailable", str(exc)))
+            await feed.send_reset(ResetReason.HISTORY_UNAVAILABLE, str(exc))
         await feed.go_live()
 
     async def replay(self, history: History, since: str) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from jobupdates.history import ReplayEntry
-from jobupdates.protocol.positions import Position, PositionError, as_state
+from jobupdates.protocol.frames import reset_frame
+from jobupdates.protocol.positions import Position, PositionError, ResetReason, as_state
 
 __all__ = ["Feed", "Send"]
 
@@ -56,6 +57,8 @@ class Feed:
         self.on_overflow = on_overflow
         self.overflowed = False
         self.sent = 0
+        self.position: str | None = None
+        """The position of the last update sent, live or replayed."""
         self.last_replayed: Position | None = None
         self._state_positions: dict[str, Position] = {}
         self._held: list[dict[str, Any]] | None = []
@@ -87,6 +90,7 @@ class Feed:
         else:
             await self.send(message)
         self.sent += 1
+        self.position = message.get("position") or self.position
         if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
             self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
         return True
@@ -107,6 +111,7 @@ class Feed:
             if self.wants(entry.job_id):
                 await self._send_text(entry.frame)
             self.last_replayed = entry.position
+            self.position = str(entry.position)
 
     async def send_states(self, entries: Iterable[ReplayEntry]) -> None:
         """Send each subscribed job's latest state as a ``job_state`` frame."""
@@ -124,8 +129,22 @@ class Feed:
             if not self._covered(message):
                 await self.send(message)
                 self.sent += 1
+                self.position = message.get("position") or self.position
         self._held = None
         self._state_positions.clear()
+
+    def resume_point(self, fallback: Position) -> Position:
+        """The position of the last update sent, or ``fallback`` if there was none."""
+        if self.position is None:
+            return fallback
+        try:
+            return Position.parse(self.position)
+        except PositionError:
+            return fallback
+
+    async def send_reset(self, reason: ResetReason, message: str) -> None:
+        """Tell the client it missed updates it cannot get back."""
+        await self._send_text(reset_frame(reason.value, message))
 
     async def _send_text(self, text: str) -> None:
         await self.send({"type": "websocket.send", "text": text})

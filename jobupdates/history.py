@@ -45,10 +45,17 @@ class ReplayEntry:
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """What a client resuming from a position gets: a reset, or the entries after it."""
+    """What a client resuming from a position gets: a reset, or the entries after it.
+
+    Attributes:
+        reset: Why the entries after the position cannot all be replayed, if so.
+        entries: The entries after the position, oldest first (none on a reset).
+        oldest: The oldest entry the history holds, if any.
+    """
 
     reset: ResetReason | None
     entries: tuple[ReplayEntry, ...] = ()
+    oldest: Position | None = None
 
 
 class History:
@@ -121,10 +128,12 @@ class History:
             pipe.xrevrange(self.stream_key, "+", "-", count=1)
             pipe.xrange(self.stream_key, f"({since}", "+")
             oldest, newest, after = await pipe.execute()
-        reset = plan_recovery(since, _first_id(oldest), _first_id(newest))
+        first = _first_id(oldest)
+        reset = plan_recovery(since, first, _first_id(newest))
         if reset is not None:
-            return Recovery(reset)
-        return Recovery(None, tuple(_entry(entry_id, fields) for entry_id, fields in after))
+            return Recovery(reset, oldest=first)
+        entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)
+        return Recovery(None, entries, oldest=first)
 
     async def states(self, job_ids: Iterable[str]) -> list[ReplayEntry]:
         """Return the latest update (a ``job_update`` frame with its position) of each

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -116,6 +117,9 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
 
     channel_layer: _LoopLayer
 
+    _gap_started: float | None = None
+    _resyncs: set[asyncio.Task[None]] | None = None
+
     async def _do_receiving(self) -> None:
         while True:
             try:
@@ -123,11 +127,15 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     message = await self._pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=READ_TIMEOUT
                     )
+                    if self._gap_started is not None:  # the read re-subscribed
+                        self._resubscribed(self._gap_started)
                     if message is not None:
                         await self._route(message["channel"], message["data"])
                 else:
                     await asyncio.sleep(READ_TIMEOUT)
             except (RedisError, OSError) as exc:
+                if self._gap_started is None:
+                    self._gap_started = time.time()
                 logger.warning(
                     "channel layer lost Redis (%s: %s); re-subscribing in %.1fs",
                     type(exc).__name__,
@@ -135,6 +143,26 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     RETRY_SECONDS,
                 )
                 await asyncio.sleep(RETRY_SECONDS)
+
+    def _resubscribed(self, gap_started: float) -> None:
+        """Hold every feed back, then replay what the gap cost them (see jobupdates.resync)."""
+        from jobupdates.feed import Feed
+        from jobupdates.resync import resync
+
+        self._gap_started = None
+        feeds = [sink for sink in self.channel_layer.sinks.values() if isinstance(sink, Feed)]
+        logger.info(
+            "channel layer re-subscribed after %.1fs; replaying to %d clients",
+            time.time() - gap_started,
+            len(feeds),
+        )
+        if not feeds:
+            return
+        for feed in feeds:
+            feed.hold()
+        task = asyncio.ensure_future(resync(feeds, gap_started))
+        self._resyncs = (self._resyncs or set()) | {task}
+        task.add_done_callback(self._resyncs.discard)
 
     async def _route(self, name: bytes | str, data: bytes) -> None:
         layer = self.channel_layer

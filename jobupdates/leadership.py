@@ -4,6 +4,12 @@ Every bridge runs an :class:`Election`, which calls :meth:`Lease.hold` a few
 times per lease period. The holder renews its lease; a standby takes the key
 once the holder stops renewing it (a crash, kill -9, a partition) and the
 lease expires. :meth:`Lease.release` hands over at once on a graceful stop.
+
+A restarted Redis has lost the lease key, and every bridge's last attempt
+failed, so none knows who is active. :meth:`Election.check` settles it at
+once: a bridge calls it right after it re-subscribes, and again before it
+skips an update while the holder is unknown, so the first bridge back takes
+the free lease before it reads a message instead of up to an interval later.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ import enum
 import logging
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 __all__ = ["Election", "Lease", "Role"]
 
 logger = logging.getLogger(__name__)
+
+HOLD_ATTEMPTS = 2
+"""Tries of one :meth:`Election.check` on a refused or closed connection: after a
+Redis restart, the first command on each pooled connection fails, the next reconnects."""
 
 # Renews the lease if ARGV[1] holds it, takes it if it is free; returns the holder.
 _HOLD = """
@@ -88,32 +99,64 @@ class Election:
         self.lease = lease
         self.interval = interval
         self.role = Role.STANDBY
+        self.holder: str | None = None
+        """Who held the lease at the last attempt; None if that attempt failed."""
         self.takeovers = 0
         self.active = asyncio.Event()
         self.decided = asyncio.Event()
         """Set once the first attempt to hold the lease has finished."""
+        self._closed = False
+        self._lock = asyncio.Lock()  # a check in flight never re-takes a released lease
+
+    @property
+    def holder_unknown(self) -> bool:
+        """Whether the last attempt to hold the lease failed (Redis was unreachable)."""
+        return self.decided.is_set() and self.holder is None
+
+    async def check(self) -> Role:
+        """Try to hold the lease once, now; update and return this bridge's role.
+
+        A failure (Redis unreachable) is logged and makes the bridge a standby.
+        After :meth:`run` has released the lease, it does nothing.
+        """
+        async with self._lock:
+            if self._closed:
+                return self.role
+            holder = await self._try_hold()
+            self.holder = holder
+            self._set_role(holder)
+            self.decided.set()
+            return self.role
+
+    async def _try_hold(self) -> str | None:
+        for attempt in range(1, HOLD_ATTEMPTS + 1):
+            try:
+                return await self.lease.hold()
+            except RedisConnectionError as exc:
+                if attempt == HOLD_ATTEMPTS:
+                    logger.warning(
+                        "cannot renew the bridge lease (%s: %s)", type(exc).__name__, exc
+                    )
+            except (RedisError, OSError) as exc:
+                logger.warning("cannot renew the bridge lease (%s: %s)", type(exc).__name__, exc)
+                break
+        return None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Hold or watch the lease until ``stopping`` is set, then release it."""
         try:
             while not stopping.is_set():
-                try:
-                    holder: str | None = await self.lease.hold()
-                except (RedisError, OSError) as exc:
-                    holder = None
-                    logger.warning(
-                        "cannot renew the bridge lease (%s: %s)", type(exc).__name__, exc
-                    )
-                self._set_role(holder)
-                self.decided.set()
+                await self.check()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=self.interval)
         finally:
-            self._set_role(None)
-            try:
-                await self.lease.release()
-            except (RedisError, OSError) as exc:
-                logger.warning("could not release the bridge lease: %s", exc)
+            async with self._lock:
+                self._closed = True
+                self._set_role(None)
+                try:
+                    await self.lease.release()
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not release the bridge lease: %s", exc)
 
     def _set_role(self, holder: str | None) -> None:
         role = Role.ACTIVE if holder == self.lease.holder else Role.STANDBY

@@ -1,10 +1,12 @@
-"""The admin's read model of the client registry.
+"""The admin's read models: the client registry, and the dead-letter list.
 
 The registry lives in Redis (:mod:`jobupdates.registry`); Django's admin needs
 a queryset to search, order, filter and paginate. :class:`ConnectedClient` is
 a table the admin rebuilds from Redis on each request
 (:meth:`ConnectedClientQuerySet.replace_with`), so the list is as fresh as
 Redis. Nothing writes it otherwise, and nothing in it is editable.
+:class:`DeadLetter` is the same for the bridge's dead-letter list
+(:mod:`jobupdates.dead_letters`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import logging
 from django.db import IntegrityError, models, transaction
 
 from jobupdates.presence import ClientRecord
+from jobupdates.protocol import dead_letters
 
-__all__ = ["ConnectedClient"]
+__all__ = ["ConnectedClient", "DeadLetter"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,4 +89,58 @@ class ConnectedClient(models.Model):
             subscriptions=", ".join(record.subscriptions)[:1024],
             messages_sent=record.messages_sent,
             channel_name=record.channel_name,
+        )
+
+
+class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
+    """Queries of the dead-letter read model."""
+
+    def replace_with(self, letters: list[dead_letters.DeadLetter]) -> None:
+        """Make the table hold exactly ``letters``: delete and bulk insert in one transaction."""
+        rows = {letter.id: DeadLetter.from_entry(letter) for letter in letters}
+        try:
+            with transaction.atomic():
+                self.all().delete()
+                self.bulk_create(rows.values())
+        except IntegrityError:
+            logger.info("another request refreshed the dead letters at the same time")
+
+
+class DeadLetter(models.Model):
+    """One message the bridge rejected (read model of the Redis dead-letter list)."""
+
+    id = models.CharField("id", max_length=32, primary_key=True)
+    received_at = models.DateTimeField("received at")
+    channel = models.CharField(max_length=255)
+    reason = models.CharField(max_length=64, db_index=True)
+    detail = models.CharField(max_length=dead_letters.DETAIL_CHARS, blank=True)
+    size = models.BigIntegerField("size (bytes)")
+    preview = models.TextField("payload preview", blank=True)
+    encoding = models.CharField("preview encoding", max_length=16)
+    truncated = models.BooleanField("preview truncated", default=False)
+
+    objects = DeadLetterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+        ordering = ["-received_at"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def from_entry(cls, letter: dead_letters.DeadLetter) -> DeadLetter:
+        """Build an unsaved row from a dead-letter entry."""
+        return cls(
+            id=letter.id,
+            received_at=_when(letter.received_at),
+            channel=letter.channel[:255],
+            reason=letter.reason[:64],
+            detail=letter.detail[: dead_letters.DETAIL_CHARS],
+            size=letter.size,
+            preview=letter.preview,
+            encoding=letter.encoding.value,
+            truncated=letter.truncated,
         )

@@ -6,11 +6,38 @@ Pure: no Django or Redis. :func:`stats_document` is all the JSON view returns.
 from __future__ import annotations
 
 import collections
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobupdates.presence import Snapshot
+from jobupdates.protocol.dead_letters import DeadLetter
 
-__all__ = ["stats_document"]
+__all__ = ["RECENT_DEAD_LETTERS", "DeadLetters", "stats_document"]
+
+RECENT_DEAD_LETTERS = 20
+"""How many of the newest dead letters ``/ws/stats`` shows."""
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """What ``/ws/stats`` shows of the dead-letter list.
+
+    Attributes:
+        recent: The newest entries, newest first.
+        kept: How many entries the list holds.
+        capacity: How many it keeps at most (``JOBUPDATES_DEAD_LETTER_SIZE``).
+    """
+
+    recent: list[DeadLetter]
+    kept: int
+    capacity: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kept": self.kept,
+            "capacity": self.capacity,
+            "recent": [asdict(letter) for letter in self.recent],
+        }
 
 
 def _sum_counts(reports: list[dict[str, Any]], key: str) -> dict[str, int]:
@@ -41,20 +68,28 @@ def _bridge(reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
     }
 
 
-def stats_document(snapshot: Snapshot, reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def stats_document(
+    snapshot: Snapshot,
+    reports: list[dict[str, Any]],
+    now: float,
+    *,
+    dead_letters: DeadLetters | None = None,
+) -> dict[str, Any]:
     """Return what ``/ws/stats`` reports.
 
     Args:
         snapshot: The live instances and their clients.
         reports: The live bridges' reports (:mod:`jobupdates.bridge_stats`).
         now: The current Unix time.
+        dead_letters: The dead-letter list's newest entries and size, if read.
 
     Returns:
         ``connected_clients`` (total), ``instances`` (clients and uptime per
         instance), ``distinct_users``, ``messages_bridged`` (total and per
         status), ``rejected`` (total, per reason, and the most recent),
         ``bridge`` (connected, state, last message, lag) and ``uptime_seconds``
-        (of the oldest live instance), plus ``generated_at``.
+        (of the oldest live instance), ``dead_letters`` (``kept``, ``capacity`` and the
+        ``recent`` entries, newest first), plus ``generated_at``.
     """
     per_instance = snapshot.per_instance()
     recent = sorted(
@@ -89,4 +124,5 @@ def stats_document(snapshot: Snapshot, reports: list[dict[str, Any]], now: float
         },
         "bridge": _bridge(reports, now),
         "uptime_seconds": round(now - oldest, 3) if oldest is not None else None,
+        "dead_letters": (dead_letters or DeadLetters([], 0, 0)).as_json(),
     }

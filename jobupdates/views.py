@@ -1,6 +1,11 @@
-"""HTTP endpoints for monitoring: ``GET /ws/stats`` (JSON) and ``GET /metrics`` (Prometheus).
+"""HTTP endpoints: ``POST /ws/token``, ``GET /ws/stats`` (JSON) and ``GET /metrics``.
 
-Both answer staff sessions, and requests bearing their configured token
+``POST /ws/token`` mints a WebSocket token (:mod:`jobupdates.minting`) for
+the logged-in user: session authentication with Django's CSRF check, so a
+page on another site cannot mint one. Anonymous requests get 401, a failed
+CSRF check 403, both as JSON.
+
+The monitoring endpoints answer staff sessions, and requests bearing their configured token
 (``Authorization: Bearer <token>``: ``JOBUPDATES_MONITORING_TOKEN`` for
 ``/ws/stats``, ``JOBUPDATES_METRICS_TOKEN`` for ``/metrics``; an empty
 setting turns token access off). Everyone else, anonymous or not, gets 403.
@@ -13,17 +18,21 @@ import logging
 import time
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
 from jobupdates import metrics
 from jobupdates.bridge_stats import read_reports
 from jobupdates.conf import conf
+from jobupdates.dead_letters import read_dead_letters
+from jobupdates.minting import mint
 from jobupdates.registry import read_snapshot, sync_client
-from jobupdates.stats import stats_document
+from jobupdates.stats import RECENT_DEAD_LETTERS, DeadLetters, stats_document
 
-__all__ = ["metrics_view", "ws_stats"]
+__all__ = ["metrics_view", "ws_stats", "ws_token"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +73,13 @@ def ws_stats(request: HttpRequest) -> HttpResponse:
     try:
         snapshot = read_snapshot(client)
         reports = read_reports(client)
+        letters, kept = read_dead_letters(client, conf.DEAD_LETTER_KEY, RECENT_DEAD_LETTERS)
     except (RedisError, OSError) as exc:
         return _unavailable(exc)
     finally:
         client.close()
-    return JsonResponse(stats_document(snapshot, reports, time.time()))
+    dead = DeadLetters(letters, kept, conf.DEAD_LETTER_SIZE)
+    return JsonResponse(stats_document(snapshot, reports, time.time(), dead_letters=dead))
 
 
 @never_cache
@@ -86,3 +97,30 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     finally:
         client.close()
     return HttpResponse(metrics.render(reports), content_type=metrics.CONTENT_TYPE_LATEST)
+
+
+def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+    """Run Django's CSRF check on a view exempted from the middleware's."""
+    check = CsrfViewMiddleware(lambda _request: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, lambda _request: HttpResponse(), (), {})
+
+
+@csrf_exempt  # checked below, once the user is known: anonymous requests get JSON 401
+@never_cache
+@require_POST
+def ws_token(request: HttpRequest) -> HttpResponse:
+    """Mint a single-use WebSocket token for the logged-in user."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_active:
+        return JsonResponse(
+            {"error": "unauthenticated", "message": "log in to get a WebSocket token"}, status=401
+        )
+    if _csrf_failure(request) is not None:
+        return JsonResponse(
+            {"error": "csrf_failed", "message": "expected a valid CSRF token (X-CSRFToken)"},
+            status=403,
+        )
+    minted = mint(user.pk, ttl=conf.TOKEN_TTL, max_ttl=conf.TOKEN_TTL)
+    logger.info("minted a WebSocket token for user %s", user.pk)
+    return JsonResponse(minted.as_json())

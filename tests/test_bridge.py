@@ -241,3 +241,62 @@ async def test_two_bridges_deliver_exactly_once_and_the_standby_takes_over(
     standby.stop()
     await tasks[bridges.index(standby)]
     await client.aclose()
+
+
+async def test_after_a_redis_restart_the_bridge_retakes_the_lost_lease_before_reading(member):
+    """A restarted Redis has lost the lease: the bridge must not skip updates as a standby
+    until its election's next interval (30 s here), but take the lease as it re-subscribes."""
+    import redis
+    import redis.asyncio as aioredis
+
+    layer, channel = member
+    server = RedisServer().start()
+    client = aioredis.Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+    history, lease = history_and_lease(client, "solo")
+    lease.ttl_ms = 60_000
+    bridge = make_bridge(server.url, layer, history=history, lease=lease, lease_interval=30)
+    task = await running(bridge)
+    assert bridge.role == "active"
+    server.stop()
+    await asyncio.wait_for(bridge.wait_for_state(BridgeState.BACKING_OFF), 5)
+    server.start()
+    await asyncio.wait_for(bridge.wait_for_state(BridgeState.SUBSCRIBED), 5)
+    assert bridge.role == "active", "expected the lease retaken as the bridge re-subscribed"
+    redis.Redis.from_url(server.url).publish(CHANNEL, json.dumps(VALID))
+    assert json.loads((await receive(layer, channel))["text"])["job_id"] == "j-1"
+    assert bridge.stats.skipped_as_standby == 0
+    bridge.stop()
+    await task
+    await client.aclose()
+    server.stop()
+
+
+async def test_a_standby_that_does_not_know_the_holder_checks_before_skipping(
+    redis_server, publish, member
+):
+    import redis.asyncio as aioredis
+
+    from jobupdates.leadership import Lease
+
+    class FailingTwice(Lease):
+        failures = 4  # two tries each: the election's first check, then the one on subscribing
+
+        async def hold(self) -> str:
+            if self.failures:
+                self.failures -= 1
+                raise RedisConnectionError("Connection refused (injected)")
+            return await super().hold()
+
+    layer, channel = member
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=10)
+    history, _ = history_and_lease(client, "solo")
+    lease = FailingTwice(client, "lease", "solo", ttl_seconds=60)
+    bridge = make_bridge(redis_server.url, layer, history=history, lease=lease, lease_interval=30)
+    task = await running(bridge)
+    assert (bridge.role, bridge.election.holder_unknown) == ("standby", True)
+    publish(json.dumps(VALID))
+    assert json.loads((await receive(layer, channel))["text"])["job_id"] == "j-1"
+    assert (bridge.role, bridge.stats.skipped_as_standby) == ("active", 0)
+    bridge.stop()
+    await task
+    await client.aclose()

@@ -28,6 +28,10 @@ class ResetReason(enum.StrEnum):
     INVALID_POSITION = "invalid_position"
     UNKNOWN_POSITION = "unknown_position"
     POSITION_TOO_OLD = "position_too_old"
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    """Redis did not answer while the server read the history."""
+    GAP_NOT_COVERED = "gap_not_covered"
+    """The server's subscription dropped and the history cannot prove it covers the gap."""
 
 
 @dataclass(frozen=True, order=True, slots=True)

@@ -17,6 +17,7 @@ from jobupdates.backoff import backoff
 from jobupdates.bridge import Bridge, BridgeOptions, run_until_signalled
 from jobupdates.bridge_stats import BridgeStatsPublisher
 from jobupdates.conf import conf, redis_url_problem
+from jobupdates.dead_letters import DeadLetterWriter
 from jobupdates.history import History
 from jobupdates.leadership import Lease
 
@@ -69,6 +70,9 @@ class Command(BaseCommand):
             delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),
             history=history,
             lease=Lease(client, conf.BRIDGE_LEASE_KEY, holder, conf.BRIDGE_LEASE_TTL),
+            dead_letters=DeadLetterWriter(
+                client, key=conf.DEAD_LETTER_KEY, size=conf.DEAD_LETTER_SIZE
+            ),
         )
         try:
             await asyncio.gather(

@@ -1,0 +1,116 @@
+"""One active bridge with a hot standby, end to end: exactly once, and a kill -9 takeover.
+
+Two real ``run_bridge`` processes share one lease (JOBUPDATES_BRIDGE_LEASE_TTL,
+5 s by default). Updates published between the active bridge's death and the
+standby's takeover are lost by design: the standby is subscribed but leaves
+every update to the lease holder until the lease expires, and pub/sub keeps
+nothing (see docs/protocol.md, *Delivery guarantees*). So the test publishes
+probes until the first one arrives, and requires every update after it
+exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis
+
+from tests.conftest import CHANNEL
+from tests.support.clients import recv_json, welcomed, ws_connect
+from tests.support.processes import start_bridge
+
+pytestmark = pytest.mark.e2e
+
+TAKEOVER_LIMIT = 10.0
+"""Seconds the standby may take to deliver after the active bridge is killed."""
+PROBE_INTERVAL = 0.1
+
+
+def update(job_id: str, n: int) -> str:
+    return json.dumps({"job_id": job_id, "status": "processing", "data": {"n": n}})
+
+
+async def receive_numbers(ws, job_id: str, count: int) -> list[int]:
+    numbers = []
+    while len(numbers) < count:
+        frame = await recv_json(ws, timeout=5)
+        assert frame["job_id"] == job_id, frame
+        numbers.append(frame["data"]["n"])
+    return numbers
+
+
+async def nothing_more(ws) -> None:
+    await ws.send('{"type":"ping"}')
+    assert await recv_json(ws) == {"type": "pong"}, "expected no duplicate before the pong"
+
+
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
+async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
+    stack, staff_cookie, publish
+):
+    active = stack.bridge
+    standby = start_bridge(stack.env, active=False)
+    try:
+        standby.wait_for(r"-> subscribed: .* as a standby")
+        client = redis.Redis.from_url(stack.redis.url)
+        async with ws_connect(stack.port, staff_cookie) as ws:
+            await welcomed(ws)
+            count = 300
+            with client.pipeline(transaction=False) as pipe:
+                for n in range(count):
+                    pipe.publish(CHANNEL, update("before", n))
+                receivers = pipe.execute()
+            assert set(receivers) == {2}, "expected both bridges subscribed"
+            assert await receive_numbers(ws, "before", count) == list(range(count))
+            await nothing_more(ws)
+
+            mark = standby.mark()
+            active.kill()
+            killed = time.monotonic()
+            probe = 0
+            while True:  # probes published before the takeover are lost by design
+                assert publish(update("probe", probe)) == 1, "expected the standby subscribed"
+                probe += 1
+                try:
+                    first = await recv_json(ws, timeout=PROBE_INTERVAL)
+                    break
+                except TimeoutError:
+                    assert time.monotonic() - killed < TAKEOVER_LIMIT, "expected a takeover"
+            takeover = time.monotonic() - killed
+            assert first["job_id"] == "probe"
+            assert first["data"]["n"] == probe - 1, "expected the newest probe, not an older one"
+            assert takeover < TAKEOVER_LIMIT
+            print(f"takeover: first delivery {takeover:.2f}s after kill -9")
+            standby.wait_for(r"is now the active bridge", after=mark, timeout=1)
+
+            with client.pipeline(transaction=False) as pipe:
+                for n in range(count):
+                    pipe.publish(CHANNEL, update("after", n))
+                pipe.execute()
+            assert await receive_numbers(ws, "after", count) == list(range(count))
+            await nothing_more(ws)
+        client.close()
+    finally:
+        standby.stop()
+
+
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
+async def test_a_gracefully_stopped_active_bridge_hands_over_at_once(stack, staff_cookie, publish):
+    """SIGTERM releases the lease, so the standby takes over within one lease interval."""
+    standby = start_bridge(stack.env, active=False)
+    try:
+        async with ws_connect(stack.port, staff_cookie) as ws:
+            await welcomed(ws)
+            mark = standby.mark()
+            stopped = time.monotonic()
+            assert stack.bridge.stop() == 0
+            standby.wait_for(r"is now the active bridge", after=mark, timeout=5)
+            assert time.monotonic() - stopped < 5
+            publish(update("handed-over", 0))
+            assert (await recv_json(ws))["job_id"] == "handed-over"
+            await asyncio.wait_for(nothing_more(ws), 5)
+    finally:
+        standby.stop()

@@ -1,0 +1,331 @@
+"""Locked down, end to end: real redis-server, Daphne and run_bridge, real WebSocket clients.
+
+Authentication (session and token), the origin check (cross-site WebSocket
+hijacking), the all-jobs permission, per-job authorization with a custom
+``JOBUPDATES_JOB_AUTHORIZER`` (:mod:`tests.e2e.authorizers`), and every
+limit: connections per process and per user, the inbound rate, and frame
+size. Each refusal is asserted as the client sees it: the error frame, then
+the close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from django.test import override_settings
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from botrix_site.redis_server import RedisServer
+from jobupdates.minting import backdated_token
+from jobupdates.tokens import read_token
+from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER
+from tests.support.clients import login, recv_json, welcomed, ws_connect
+from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+
+pytestmark = pytest.mark.e2e
+
+RATE_BURST = 5
+MAX_STRIKES = 3
+CSRF = "c" * 32
+"""A CSRF secret, sent as both the ``csrftoken`` cookie and the ``X-CSRFToken`` header."""
+
+
+@dataclass
+class Secured:
+    redis: RedisServer
+    env: dict[str, str]
+    daphne: Process
+    port: int
+    bridge: Process
+    cookies: dict[str, str]
+
+    def publish(self, job_id: str, status: str = "completed") -> None:
+        client = redis.Redis.from_url(self.redis.url)
+        client.publish(CHANNEL, json.dumps({"job_id": job_id, "status": status, "data": None}))
+        client.close()
+
+
+def session_cookie(env: dict[str, str], username: str) -> str:
+    """Create a session for ``username`` in the database (the admin login refuses non-staff)."""
+    code = (
+        "from django.contrib.auth.models import User;"
+        "from django.contrib.sessions.backends.db import SessionStore;"
+        f"u = User.objects.get(username={username!r}); s = SessionStore();"
+        "s['_auth_user_id'] = str(u.pk);"
+        "s['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend';"
+        "s['_auth_user_hash'] = u.get_session_auth_hash(); s.create(); print(s.session_key)"
+    )
+    return f"sessionid={manage(env, 'shell', '-c', code).split()[-1]}"
+
+
+@pytest.fixture(scope="module")
+def secured(e2e_database: str) -> Iterator[Secured]:
+    """Redis, Daphne and a bridge with a small rate limit and the own-jobs authorizer."""
+    with RedisServer() as server:
+        env = child_env(
+            REDIS_URL=server.url,
+            DATABASE_URL=e2e_database,
+            JOBUPDATES_JOB_AUTHORIZER="tests.e2e.authorizers.own_jobs",
+            JOBUPDATES_RATE_LIMIT="0.1",
+            JOBUPDATES_RATE_BURST=str(RATE_BURST),
+            JOBUPDATES_MAX_STRIKES=str(MAX_STRIKES),
+        )
+        daphne, port = start_daphne(env)
+        try:
+            bridge = start_bridge(env)
+            cookies = {
+                STAFF[0]: login(port, *STAFF),
+                PLAIN[0]: session_cookie(env, PLAIN[0]),
+                VIEWER[0]: session_cookie(env, VIEWER[0]),
+            }
+            yield Secured(server, env, daphne, port, bridge, cookies)
+            bridge.stop()
+        finally:
+            daphne.stop()
+
+
+async def refusal(ws: ClientConnection) -> tuple[dict[str, Any], int]:
+    """Return the error frame and the close code of a refused connection."""
+    error = await recv_json(ws)
+    assert error["type"] == "error", error
+    assert error["message"], error
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None, "expected a close frame from the server"
+    return error, closed.value.rcvd.code
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- authentication and origin ----------------------------------------------------------------
+
+
+async def test_anonymous_is_refused_with_4401(secured):
+    async with ws_connect(secured.port) as ws:
+        error, code = await refusal(ws)
+    assert (error["code"], code) == ("unauthenticated", 4401)
+
+
+async def test_a_foreign_origin_with_a_valid_session_cookie_is_refused(secured):
+    """Cross-site WebSocket hijacking: another site's page rides on the user's cookie."""
+    async with connect(
+        f"ws://127.0.0.1:{secured.port}/ws",
+        origin="http://evil.example",  # type: ignore[arg-type]
+        additional_headers={"Cookie": secured.cookies[STAFF[0]]},
+        open_timeout=10,
+    ) as ws:
+        error, code = await refusal(ws)
+    assert (error["code"], code) == ("origin_not_allowed", 4403)
+    async with ws_connect(secured.port, secured.cookies[STAFF[0]]) as ws:
+        await welcomed(ws)  # the same cookie from the site's own origin is welcome
+
+
+# -- authorization ----------------------------------------------------------------------------
+
+
+async def test_only_users_with_the_permission_get_the_all_jobs_feed(secured):
+    async with ws_connect(secured.port, secured.cookies[PLAIN[0]]) as plain:
+        error, code = await refusal(plain)
+    assert (error["code"], code) == ("forbidden", 4403)
+    job = unique("anyone")
+    async with (
+        ws_connect(secured.port, secured.cookies[VIEWER[0]]) as viewer,
+        ws_connect(secured.port, secured.cookies[STAFF[0]]) as staff,
+    ):
+        await welcomed(viewer)
+        await welcomed(staff)
+        secured.publish(job)
+        assert (await recv_json(viewer))["job_id"] == job
+        assert (await recv_json(staff))["job_id"] == job
+
+
+async def test_denied_job_subscriptions_get_job_forbidden(secured):
+    path = f"/ws?job={unique('staff')}"
+    async with ws_connect(secured.port, secured.cookies[PLAIN[0]], path) as ws:
+        error, code = await refusal(ws)
+    assert (error["code"], code) == ("job_forbidden", 4403)
+    own = unique("plain")
+    async with ws_connect(secured.port, secured.cookies[PLAIN[0]], f"/ws?job={own}") as ws:
+        await welcomed(ws)
+        denied = unique("viewer")
+        await ws.send(json.dumps({"type": "subscribe", "job_ids": [denied]}))
+        error = await recv_json(ws)
+        assert (error["type"], error["code"]) == ("error", "job_forbidden")
+        assert denied in error["message"]
+        secured.publish(denied)
+        secured.publish(own)
+        assert (await recv_json(ws))["job_id"] == own, "expected the denied job not delivered"
+
+
+async def test_an_allowed_job_subscription_delivers_only_that_job(secured):
+    own, other, later = unique("plain"), unique("staff"), unique("plain")
+    async with ws_connect(secured.port, secured.cookies[PLAIN[0]], f"/ws?job={own}") as ws:
+        await welcomed(ws)
+        secured.publish(other)
+        secured.publish(own, "processing")
+        frame = await recv_json(ws)
+        assert (frame["type"], frame["job_id"], frame["status"]) == (
+            "job_update",
+            own,
+            "processing",
+        )
+        await ws.send(json.dumps({"type": "subscribe", "job_ids": [later]}))
+        assert await recv_json(ws) == {"type": "subscribed", "job_ids": [later]}
+        secured.publish(other)
+        secured.publish(later)
+        assert (await recv_json(ws))["job_id"] == later
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+async def test_a_message_flood_is_rate_limited_while_other_clients_still_get_updates(secured):
+    async with (
+        ws_connect(secured.port, secured.cookies[STAFF[0]]) as flooder,
+        ws_connect(secured.port, secured.cookies[VIEWER[0]]) as other,
+    ):
+        await welcomed(flooder)
+        await welcomed(other)
+        for _ in range(RATE_BURST + MAX_STRIKES):
+            await flooder.send('{"type":"ping"}')
+        job = unique("during-flood")
+        secured.publish(job)
+        assert (await recv_json(other))["job_id"] == job
+        for _ in range(RATE_BURST):
+            assert await recv_json(flooder) == {"type": "pong"}
+        for _ in range(MAX_STRIKES - 1):
+            frame = await recv_json(flooder)
+            assert (frame["type"], frame["code"]) == ("error", "rate_limited"), frame
+        error, code = await refusal(flooder)
+        assert (error["code"], code) == ("rate_limited", 4429)
+        await other.send('{"type":"ping"}')
+        assert await recv_json(other) == {"type": "pong"}, "expected the other client unaffected"
+
+
+async def test_an_oversized_frame_gets_an_error_and_a_2_mib_frame_drops_the_connection(secured):
+    async with ws_connect(secured.port, secured.cookies[STAFF[0]]) as ws:
+        client_id = await welcomed(ws)
+        await ws.send(json.dumps({"type": "ping", "pad": "x" * 100_000}))
+        frame = await recv_json(ws)
+        assert (frame["type"], frame["code"]) == ("error", "frame_too_large")
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}, "expected the connection still open"
+        await ws.send("x" * (2 * 1024 * 1024))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    # Daphne's autobahn (websocket_max_message_size 1 MiB, failByDrop) fails the connection
+    # by dropping TCP: no close frame, so the client sees an abnormal closure (1006).
+    assert (closed.value.rcvd, closed.value.sent) == (None, None)
+    found = secured.daphne.wait_for(rf"client {client_id} disconnected \(code (\d+)\)")
+    assert found.group(1) == "1006", "expected the consumer told, and its slot released"
+    async with ws_connect(secured.port, secured.cookies[STAFF[0]]) as ws:
+        await welcomed(ws)  # the server is unaffected
+
+
+@pytest.fixture
+def crowded(secured: Secured) -> Iterator[int]:
+    """A second Daphne accepting 3 connections, at most 2 per user; yields its port."""
+    env = {
+        **secured.env,
+        "JOBUPDATES_MAX_CONNECTIONS_PER_PROCESS": "3",
+        "JOBUPDATES_MAX_CONNECTIONS_PER_USER": "2",
+    }
+    daphne, port = start_daphne(env)
+    yield port
+    daphne.stop()
+
+
+async def test_connections_over_the_per_user_and_per_process_limits_are_refused(secured, crowded):
+    staff, viewer = secured.cookies[STAFF[0]], secured.cookies[VIEWER[0]]
+    async with ws_connect(crowded, staff) as one, ws_connect(crowded, staff) as two:
+        await welcomed(one)
+        await welcomed(two)
+        async with ws_connect(crowded, staff) as third:
+            error, code = await refusal(third)
+        assert (error["code"], code) == ("too_many_connections", 4429)
+        async with ws_connect(crowded, viewer) as other_user:
+            await welcomed(other_user)  # another user still connects
+            async with ws_connect(crowded, viewer) as fourth:
+                error, code = await refusal(fourth)
+            assert (error["code"], code) == ("server_full", 4503)
+            await other_user.send('{"type":"ping"}')
+            assert await recv_json(other_user) == {"type": "pong"}
+    async with ws_connect(crowded, viewer) as again:
+        await welcomed(again)  # the slots are given back on disconnect
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def mint_via_endpoint(port: int, cookie: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ws/token",
+        method="POST",
+        headers={"Cookie": f"{cookie}; csrftoken={CSRF}", "X-CSRFToken": CSRF},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+def token_connect(port: int, subprotocols: list[str]) -> Any:
+    """Connect as a service: no cookie, no Origin, the token in Sec-WebSocket-Protocol."""
+    return connect(
+        f"ws://127.0.0.1:{port}/ws",
+        subprotocols=subprotocols,  # type: ignore[arg-type]
+        open_timeout=10,
+    )
+
+
+def test_the_endpoint_refuses_anonymous_and_cross_site_posts(secured):
+    request = urllib.request.Request(f"http://127.0.0.1:{secured.port}/ws/token", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(request, timeout=10)
+    assert anonymous.value.code == 401
+    assert json.loads(anonymous.value.read())["error"] == "unauthenticated"
+    request.add_header("Cookie", secured.cookies[STAFF[0]])  # a cookie, but no CSRF token
+    with pytest.raises(urllib.error.HTTPError) as cross_site:
+        urllib.request.urlopen(request, timeout=10)
+    assert cross_site.value.code == 403
+    assert json.loads(cross_site.value.read())["error"] == "csrf_failed"
+
+
+async def test_a_minted_token_connects_once_without_cookie_or_origin(secured):
+    minted = await asyncio.to_thread(mint_via_endpoint, secured.port, secured.cookies[STAFF[0]])
+    assert minted["subprotocols"] == ["jobupdates.v1", f"token.{minted['token']}"]
+    async with token_connect(secured.port, minted["subprotocols"]) as ws:
+        assert ws.subprotocol == "jobupdates.v1", "expected the server to select jobupdates.v1"
+        await welcomed(ws)
+        job = unique("token")
+        secured.publish(job)
+        assert (await recv_json(ws))["job_id"] == job, "expected the token's user's updates"
+    async with token_connect(secured.port, minted["subprotocols"]) as again:
+        error, code = await refusal(again)
+    assert (error["code"], code) == ("invalid_token", 4401)
+    assert "already used" in error["message"]
+
+
+async def test_expired_and_forged_tokens_are_refused_with_4401(secured):
+    minted = await asyncio.to_thread(mint_via_endpoint, secured.port, secured.cookies[STAFF[0]])
+    with override_settings(SECRET_KEY=secured.env["DJANGO_SECRET_KEY"]):
+        staff_pk = read_token(minted["token"], max_age=60).user_pk
+        expired = backdated_token(staff_pk, age=3600)
+    with override_settings(SECRET_KEY="not-the-servers-key"):
+        forged = backdated_token(staff_pk, age=0)
+    for token, says in ((expired, "expired"), (forged, "signed by this server")):
+        async with token_connect(secured.port, ["jobupdates.v1", f"token.{token}"]) as ws:
+            error, code = await refusal(ws)
+        assert (error["code"], code) == ("invalid_token", 4401)
+        assert says in error["message"]

@@ -1,0 +1,184 @@
+"""A newcomer follows docs/integration.md into a fresh ``django-admin startproject`` site.
+
+The test walks the page's code blocks in order, as a reader would:
+
+* ``sh`` blocks are run command by command (in a temporary directory, with
+  this repository as ``/path/to/botrix-jobupdates``); long-running commands
+  (Daphne, ``run_bridge``) are started in the background and waited for by
+  their log lines;
+* ``python`` blocks whose first line is ``# mysite/<file> — add at the end``
+  or ``# mysite/<file> — replace the file`` are applied to that file;
+* then a staff user logs in through the new site's admin and receives both
+  updates the page publishes, over a real WebSocket.
+
+So if the page's settings, routing, URLs or commands are wrong, this fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from botrix_site.redis_server import RedisServer, free_port
+from tests.support.clients import login, recv_json, welcomed, ws_connect
+from tests.support.processes import ROOT, Process
+
+pytestmark = pytest.mark.e2e
+
+INTEGRATION = ROOT / "docs" / "integration.md"
+CHECKOUT = "/path/to/botrix-jobupdates"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+EDIT = re.compile(r"^# (mysite/\S+) — (add at the end|replace the file)$")
+STAFF = ("newcomer", "newcomer-password-1")
+
+
+@dataclass
+class Block:
+    language: str
+    text: str
+
+
+def blocks(path: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown file, in order."""
+    return [Block(lang, text) for lang, text in FENCE.findall(path.read_text())]
+
+
+def shell_commands(text: str) -> Iterator[str]:
+    """The commands of a shell block: continuation lines joined, comments dropped."""
+    for line in text.replace("\\\n", " ").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield line.strip()
+
+
+@dataclass
+class Walkthrough:
+    """The newcomer's shell: a working directory, an environment, background processes."""
+
+    cwd: Path
+    env: dict[str, str]
+    redis: RedisServer
+    port: int = 0
+    background: list[Process] = field(default_factory=list)
+    daphne: Process | None = None
+    bridge: Process | None = None
+    edits: list[str] = field(default_factory=list)
+    publishes: list[str] = field(default_factory=list)
+
+    def run(self, command: str) -> str:
+        result = subprocess.run(  # noqa: S602 - the page's commands are shell commands
+            command, shell=True, cwd=self.cwd, env=self.env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, (
+            f"`{command}` failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
+        return result.stdout + result.stderr
+
+    def start(self, name: str, command: str) -> Process:
+        argv = ["sh", "-c", f'cd "$1" && exec {command}', "sh", str(self.cwd)]
+        process = Process(name, argv, self.env)
+        self.background.append(process)
+        return process
+
+    def follow(self, command: str) -> None:
+        """Do what the page says, as written (only the machine-specific parts swapped)."""
+        command = command.replace(CHECKOUT, str(ROOT))
+        if command.startswith("pip install -r "):
+            requirements = Path(shlex.split(command)[-1])
+            assert requirements.is_file(), f"expected {requirements} to exist"
+            return  # already installed in this virtualenv
+        if command.startswith("export "):
+            name, _, value = command.removeprefix("export ").partition("=")
+            self.env[name] = value
+            return
+        if command.startswith("cd "):
+            self.cwd = self.cwd / command.removeprefix("cd ").strip()
+            assert self.cwd.is_dir(), f"expected {self.cwd} to exist"
+            return
+        if command == "python manage.py createsuperuser":  # interactive: answer up front
+            self.env["DJANGO_SUPERUSER_PASSWORD"] = STAFF[1]
+            command += f" --noinput --username {STAFF[0]} --email newcomer@example.com"
+        if command.startswith("daphne "):
+            assert "tcp:port=8000:" in command, command
+            self.port = free_port()
+            self.daphne = self.start("daphne", command.replace("port=8000", f"port={self.port}"))
+            self.daphne.wait_for(rf"Listening on TCP address 127\.0\.0\.1:{self.port}")
+            return
+        if command == "python manage.py run_bridge":
+            self.bridge = self.start("bridge", command)
+            self.bridge.wait_for(r"bridge connecting -> subscribed")
+            self.bridge.wait_for(r"is now the active bridge")
+            return
+        if "PUBLISH" in command or "publish_job_update" in command:
+            self.publishes.append(command.replace("redis-cli ", f"redis-cli -p {self.redis.port} "))
+            return  # published once a client is connected
+        output = self.run(command)
+        if command == "python manage.py check":
+            assert "System check identified no issues" in output, output
+
+    def apply(self, block: Block) -> None:
+        first, _, body = block.text.partition("\n")
+        found = EDIT.match(first)
+        if found is None:
+            return  # an example, not an edit of the site
+        path = self.cwd / found.group(1)
+        assert path.is_file(), f"expected {path} to exist"
+        if found.group(2) == "replace the file":
+            path.write_text(body)
+        else:
+            path.write_text(path.read_text() + "\n" + body)
+        self.edits.append(f"{found.group(1)}: {found.group(2)}")
+
+
+@pytest.fixture
+def walkthrough(tmp_path: Path, redis_server: RedisServer) -> Iterator[Walkthrough]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBUPDATES_", "DJANGO_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        REDIS_URL=redis_server.url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("PYTHONPATH", None)
+    shell = Walkthrough(tmp_path, env, redis_server)
+    yield shell
+    for process in shell.background:
+        process.stop()
+
+
+async def test_a_newcomer_adds_the_app_to_a_fresh_site(walkthrough):
+    for block in blocks(INTEGRATION):
+        if block.language == "sh":
+            for command in shell_commands(block.text):
+                await asyncio.to_thread(walkthrough.follow, command)
+        elif block.language == "python":
+            walkthrough.apply(block)
+    assert walkthrough.edits == [
+        "mysite/settings.py: add at the end",
+        "mysite/asgi.py: replace the file",
+        "mysite/urls.py: add at the end",
+    ]
+    assert walkthrough.daphne is not None
+    assert walkthrough.bridge is not None
+    assert len(walkthrough.publishes) == 2, walkthrough.publishes
+
+    cookie = await asyncio.to_thread(login, walkthrough.port, *STAFF)
+    async with ws_connect(walkthrough.port, cookie) as ws:
+        await welcomed(ws)
+        received = []
+        for command in walkthrough.publishes:
+            output = await asyncio.to_thread(walkthrough.run, command)
+            assert re.search(r"(^1$|received by 1 subscriber)", output, re.M), output
+            frame = await recv_json(ws)
+            received.append({k: frame[k] for k in ("type", "job_id", "status", "data")})
+    assert received == [
+        {"type": "job_update", "job_id": "j-1", "status": "completed", "data": {"k": "v"}},
+        {"type": "job_update", "job_id": "j-2", "status": "completed", "data": {"rows": 10}},
+    ]
