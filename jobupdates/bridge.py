@@ -26,9 +26,9 @@ import enum
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -36,32 +36,27 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from jobupdates.dead_letters import DeadLetterWriter
+from jobupdates.forwarding import Forwarder, GroupSender
 from jobupdates.history import History
 from jobupdates.leadership import Election, Lease, Role
 from jobupdates.protocol import (
     DEFAULT_STATUSES,
-    JOB_UPDATE_EVENT,
     InvalidJobUpdate,
     JobUpdate,
     RejectReason,
     parse_job_update,
 )
-from jobupdates.protocol.positions import with_position
 from jobupdates.rejections import Rejections
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
 logger = logging.getLogger(__name__)
 
+MAX_BATCH = 500
+"""The most messages read, then recorded and sent in one pipeline each."""
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
 T = TypeVar("T")
-
-
-class GroupSender(Protocol):
-    """The part of a channel layer the bridge uses."""
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
 
 class BridgeState(enum.StrEnum):
@@ -125,14 +120,15 @@ class Bridge:
             dead_letters: Where the active bridge keeps rejected messages; None keeps none.
         """
         self.options = options
-        self.layer = layer
         self.delays = delays
-        self.history = history
         self.election = Election(lease, options.lease_interval) if lease else None
         self.state = BridgeState.STARTING
         self.stats = BridgeStats()
         self.stopping = asyncio.Event()
         self.rejections = Rejections(options.channel, log=logger, dead_letters=dead_letters)
+        self.forwarder = Forwarder(
+            layer=layer, group=options.group, history=history, delays=delays, stopping=self.stopping
+        )
         self._entered = {state: asyncio.Event() for state in BridgeState}
 
     @property
@@ -218,79 +214,63 @@ class Bridge:
 
     async def _pump(self, pubsub: aioredis.client.PubSub) -> None:
         while not self.stopping.is_set():
-            message = await pubsub.get_message(timeout=POLL_SECONDS)
-            if message is not None and message["type"] == "message":
-                await self.handle(message["data"])
+            payloads = await self._read_batch(pubsub)
+            if payloads:
+                await self.handle_many(payloads)
+
+    @staticmethod
+    async def _read_batch(pubsub: aioredis.client.PubSub) -> list[bytes]:
+        """Wait for a message, then take those already received too, up to MAX_BATCH.
+
+        Under load, messages keep arriving while a batch is recorded and sent, so
+        the next batch is larger and each Redis round trip serves many messages.
+        (redis-py's parser resumes a read that a zero timeout interrupted.)
+        """
+        message = await pubsub.get_message(timeout=POLL_SECONDS)
+        payloads: list[bytes] = []
+        while message is not None:
+            if message["type"] == "message":
+                payloads.append(message["data"])
+                if len(payloads) >= MAX_BATCH:
+                    break
+            message = await pubsub.get_message(timeout=0)
+        return payloads
 
     async def handle(self, payload: bytes) -> bool:
         """Validate one message and forward it; return whether it was valid."""
+        return await self.handle_many([payload]) == 1
+
+    async def handle_many(self, payloads: list[bytes]) -> int:
+        """Validate messages and forward the valid ones, in order; return how many were valid."""
         received_at = time.time()
-        self.stats.received += 1
+        self.stats.received += len(payloads)
         self.stats.last_message_at = received_at
-        try:
-            update = parse_job_update(
-                payload, statuses=self.options.statuses, max_bytes=self.options.max_payload_bytes
-            )
-            frame = update.to_frame()
-        except InvalidJobUpdate as exc:
-            self.stats.rejected[exc.reason] += 1
-            keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
-            await self.rejections.reject(exc, payload, received_at, keep=keep)
-            return False
+        batch: list[tuple[JobUpdate, str]] = []
+        for payload in payloads:
+            try:
+                update = parse_job_update(
+                    payload,
+                    statuses=self.options.statuses,
+                    max_bytes=self.options.max_payload_bytes,
+                )
+                batch.append((update, update.to_frame()))
+            except InvalidJobUpdate as exc:
+                self.stats.rejected[exc.reason] += 1
+                keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
+                await self.rejections.reject(exc, payload, received_at, keep=keep)
+        if not batch:
+            return 0
         if self.role is not Role.ACTIVE and self.election and self.election.holder_unknown:
             await self._settle_role()  # Redis is back and may have lost the lease: take it now
         if self.role is not Role.ACTIVE:
-            self.stats.skipped_as_standby += 1
-            logger.debug("standby: leaving job %s to the active bridge", update.job_id)
-            return True
-        await self._forward(update, frame, received_at)
-        return True
-
-    async def _forward(self, update: JobUpdate, frame: str, received_at: float) -> None:
-        history = self.history
-        position: str | None = None
-        try:
-            if history is not None:
-                position = await self._retry("record", lambda: history.append(update.job_id, frame))
-                frame = with_position(frame, position)
-            event = {
-                "type": JOB_UPDATE_EVENT,
-                "text": frame,
-                "job_id": update.job_id,
-                "position": position,
-                "received_at": received_at,
-            }
-            await self._retry(
-                "group_send", lambda: self.layer.group_send(self.options.group, event)
-            )
-        except _Stopped as stopped:
-            logger.error(
-                "stopping with the update of job %s not forwarded (%s failed)",
-                update.job_id,
-                stopped,
-            )
-            return
-        self.stats.forwarded += 1
-        self.stats.forwarded_by_status[update.status] += 1
-
-    async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt`` until it succeeds; raise :class:`_Stopped` if the bridge stops first."""
-        delays = self.delays()
-        while True:
-            try:
-                return await attempt()
-            except (RedisError, OSError) as exc:
-                if self.stopping.is_set():
-                    raise _Stopped(what) from exc
-                delay = next(delays)
-                logger.warning(
-                    "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
-                )
-                await self._sleep(delay)
-
-
-class _Stopped(Exception):
-    """The bridge stopped while retrying; the argument says what was being retried."""
+            self.stats.skipped_as_standby += len(batch)
+            logger.debug("standby: leaving %d update(s) to the active bridge", len(batch))
+            return len(batch)
+        if await self.forwarder.forward(batch, received_at):
+            self.stats.forwarded += len(batch)
+            for update, _ in batch:
+                self.stats.forwarded_by_status[update.status] += 1
+        return len(batch)
 
 
 async def run_until_signalled(bridge: Bridge) -> None:

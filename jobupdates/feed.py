@@ -84,6 +84,8 @@ class Feed:
             else:
                 held.append(message)
             return False
+        if (self.last_replayed is not None or self._state_positions) and self._covered(message):
+            return False  # recorded before the replay read it, published after: sent already
         write = self.write
         if write is not None and "frame" in message:
             write(message["frame"])
@@ -131,7 +133,6 @@ class Feed:
                 self.sent += 1
                 self.position = message.get("position") or self.position
         self._held = None
-        self._state_positions.clear()
 
     def resume_point(self, fallback: Position) -> Position:
         """The position of the last update sent, or ``fallback`` if there was none."""
@@ -151,6 +152,13 @@ class Feed:
         self.sent += 1
 
     def _covered(self, message: dict[str, Any]) -> bool:
+        """Whether the replay or a state already sent ``message``'s update.
+
+        The bridge records an update before it publishes it, so a replay may
+        include an update whose live copy arrives later, even after
+        :meth:`go_live`. Updates arrive in position order, so the first one
+        past the replay (or past a job's state) ends the check for it.
+        """
         raw = message.get("position")
         if not isinstance(raw, str):
             return False
@@ -158,7 +166,15 @@ class Feed:
             position = Position.parse(raw)
         except PositionError:
             return False
-        if self.last_replayed is not None and position <= self.last_replayed:
+        if self.last_replayed is not None:
+            if position <= self.last_replayed:
+                return True
+            self.last_replayed = None
+        job_id = str(message.get("job_id"))
+        state = self._state_positions.get(job_id)
+        if state is None:
+            return False
+        if position <= state:
             return True
-        state = self._state_positions.get(str(message.get("job_id")))
-        return state is not None and position <= state
+        del self._state_positions[job_id]
+        return False

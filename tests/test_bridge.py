@@ -160,7 +160,7 @@ async def test_update_still_unsent_at_stop_is_logged_as_an_error(redis_server, c
     with caplog.at_level(logging.ERROR, logger="jobupdates.bridge"):
         await bridge.handle(json.dumps(VALID).encode())
     assert any(
-        "stopping with the update of job j-1 not forwarded (group_send failed)" in r.getMessage()
+        "stopping with 1 update(s) not forwarded (jobs j-1; group_send failed)" in r.getMessage()
         for r in caplog.records
     )
     assert bridge.stats.forwarded == 0

@@ -81,7 +81,7 @@ async def test_job_subscriptions_filter_live_and_replayed_updates():
         ("a", 3),
         ("a", 5),
     ]
-    assert feed.last_replayed == Position(100, 3)
+    assert feed.position == "100-5"
 
 
 async def test_states_are_sent_as_job_state_and_cover_older_held_updates():
@@ -138,3 +138,29 @@ async def test_messages_without_positions_are_never_dropped_as_covered():
     await feed({"type": "websocket.send", "text": json.dumps({"data": {"seq": 1}}), "job_id": "j"})
     await feed.go_live()
     assert socket.seqs() == [3, 1]
+
+
+async def test_a_live_copy_arriving_after_go_live_of_a_replayed_update_is_dropped():
+    """The bridge records an update, the replay reads it, then its live copy arrives."""
+    socket = Socket()
+    feed = Feed(socket)
+    await feed.replay([entry(1), entry(2)])
+    await feed.go_live()
+    await feed(live(2))  # published after the replay read the history
+    await feed(live(3))
+    await feed(live(2))  # cannot happen (positions arrive in order), and the check has ended
+    assert socket.seqs() == [1, 2, 3, 2]
+    assert feed.last_replayed is None
+
+
+async def test_a_live_copy_of_a_job_state_already_sent_is_dropped():
+    socket = Socket()
+    feed = Feed(socket, jobs=["a"])
+    await feed.send_states([entry(5, "a")])
+    await feed.go_live()
+    await feed(live(5, "a"))
+    await feed(live(6, "a"))
+    assert [(f["type"], f["data"]["seq"]) for f in socket.frames] == [
+        ("job_state", 5),
+        ("job_update", 6),
+    ]

@@ -51,7 +51,7 @@ async def test_append_gives_increasing_positions_and_replays_what_follows(client
 async def test_resuming_from_the_newest_position_replays_nothing(client):
     store = history(client)
     last = await store.append("j", frame("j"))
-    assert await store.since(Position.parse(last)) == Recovery(None, ())
+    assert await store.since(Position.parse(last)) == Recovery(None, (), Position.parse(last))
 
 
 async def test_a_position_older_than_the_history_is_a_reset(client):
