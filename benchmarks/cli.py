@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks import phases, report
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.sysstats import machine_info
-from benchmarks.targets import TARGETS, prepare_database, start
+from benchmarks.targets import DEFAULT_TARGETS, TARGETS, prepare_database, start
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick, large = args.quick, (args.connections or 0) >= LARGE
     args.connections = args.connections or (50 if quick else 1000)
     args.rounds = args.rounds or (1 if quick or large else 3)
-    args.targets = (args.targets or ("project,websockets" if large else ",".join(TARGETS))).split(
-        ","
-    )
+    args.targets = (
+        args.targets or ("project,websockets" if large else ",".join(DEFAULT_TARGETS))
+    ).split(",")
     args.phases = (args.phases or ("idle,throughput" if large else ",".join(PHASES))).split(",")
     args.throughput_seconds = args.throughput_seconds or (1.5 if quick else 5.0)
     args.latency_messages = args.latency_messages or (20 if quick else 100)

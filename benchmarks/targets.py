@@ -24,7 +24,8 @@ from tests.support.processes import Process, child_env, manage, start_bridge, st
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("project", "websockets", "stock")
+DEFAULT_TARGETS = ("project", "websockets", "stock")
+TARGETS = (*DEFAULT_TARGETS, "project-noregistry")
 BASELINE = "websockets"
 USER = ("bench", "bench-password-1")
 PROJECT_ENV = {"JOBUPDATES_MAX_CONNECTIONS_PER_USER": "1000000"}
@@ -123,6 +124,13 @@ def _project(redis: RedisServer, env: dict[str, str]) -> Stack:
         raise
 
 
+def _project_without_registry(redis: RedisServer, env: dict[str, str]) -> Stack:
+    """The project with ``JOBUPDATES_REGISTRY=0``: what the client registry costs."""
+    stack = _project(redis, {**env, "JOBUPDATES_REGISTRY": "0"})
+    stack.name = "project-noregistry"
+    return stack
+
+
 def _stock(redis: RedisServer, env: dict[str, str]) -> Stack:
     env = {**env, "DJANGO_SETTINGS_MODULE": "benchmarks.stock.settings"}
     argv = daphne_argv("127.0.0.1", 0)
@@ -155,4 +163,9 @@ def _websockets(redis: RedisServer, env: dict[str, str]) -> Stack:
         raise
 
 
-_STARTERS = {"project": _project, "stock": _stock, "websockets": _websockets}
+_STARTERS = {
+    "project": _project,
+    "stock": _stock,
+    "websockets": _websockets,
+    "project-noregistry": _project_without_registry,
+}

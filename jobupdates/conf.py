@@ -156,6 +156,12 @@ class Settings:
         return self._get("BRIDGE_LEASE_TTL", 5.0, v.real(0.3))
 
     @property
+    def REGISTRY(self) -> bool:
+        """Register every connection in the cluster-wide client registry (``/ws/stats``,
+        the admin list, admin disconnects). Default: ``True``."""
+        return self._get("REGISTRY", True, v.boolean)
+
+    @property
     def REGISTRY_INTERVAL(self) -> float:
         """Seconds between a server process's batched refreshes of its clients in the
         registry. The clients of a process that died disappear within two intervals.

@@ -100,9 +100,14 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             self.channel_layer.attach(self.channel_name, feed)
         await self.channel_layer.group_add(conf.GROUP, self.channel_name)
         await self.catch_up(self.request.since)
-        self.presence = await get_registry().register(
-            self.scope, self.client_id, self.channel_name, self.subscriptions(), lambda: feed.sent
-        )
+        if conf.REGISTRY:
+            self.presence = await get_registry().register(
+                self.scope,
+                self.client_id,
+                self.channel_name,
+                self.subscriptions(),
+                lambda: feed.sent,
+            )
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
 
     async def admit(self) -> Refusal | None:

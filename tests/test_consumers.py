@@ -358,3 +358,14 @@ async def test_history_outage_is_a_reset_not_a_silent_gap(staff, settings):
     frame = await send_update("x")
     assert json.loads(await comm.receive_from()) == json.loads(frame)
     await comm.disconnect()
+
+
+async def test_the_registry_can_be_turned_off(staff, settings, monkeypatch):
+    settings.JOBUPDATES_REGISTRY = False
+
+    def must_not_register():
+        raise AssertionError("expected no registry with JOBUPDATES_REGISTRY off")
+
+    monkeypatch.setattr("jobupdates.consumers.get_registry", must_not_register)
+    comm = await connected(staff)
+    await comm.disconnect()
