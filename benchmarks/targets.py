@@ -20,7 +20,13 @@ from benchmarks.sysstats import pin
 from botrix_site.redis_server import RedisServer
 from botrix_site.serve import APPLICATION, daphne_argv
 from tests.support.clients import login
-from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+from tests.support.processes import (
+    Process,
+    child_env,
+    migrated_database,
+    start_bridge,
+    start_daphne,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +85,11 @@ class Stack:
 
 def prepare_database(directory: Path) -> str:
     """Migrate a fresh SQLite database with the benchmark user; return its URL."""
-    url = f"sqlite:///{directory / 'bench.sqlite3'}"
-    env = child_env(DATABASE_URL=url)
-    manage(env, "migrate", "--verbosity", "0")
-    manage(
-        env,
-        "shell",
-        "-c",
+    return migrated_database(
+        directory / "bench.sqlite3",
         "from django.contrib.auth.models import User;"
         f"User.objects.create_user({USER[0]!r}, password={USER[1]!r}, is_staff=True)",
     )
-    return url
 
 
 def start(name: str, database_url: str, cpus: set[int]) -> Stack:

@@ -36,15 +36,55 @@ logger = logging.getLogger(__name__)
 
 
 if TYPE_CHECKING:
-    _ModelAdmin = admin.ModelAdmin[ConnectedClient]
-    _DeadLetterAdmin = admin.ModelAdmin[DeadLetter]
+    _ModelAdmin = admin.ModelAdmin[Any]
 else:
-    _ModelAdmin = _DeadLetterAdmin = admin.ModelAdmin
+    _ModelAdmin = admin.ModelAdmin
 
 
 def _is_staff(request: HttpRequest) -> bool:
     user = request.user
     return bool(user.is_active and user.is_staff)
+
+
+class ReadModelAdmin(_ModelAdmin):
+    """Read-only and staff-only; the table is rebuilt from Redis before each list or detail."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_staff(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _refresh(self, request: HttpRequest) -> None:
+        """Rebuild the read model from Redis."""
+        raise NotImplementedError
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if _is_staff(request):
+            self._refresh(request)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 async def _send_disconnects(channels: list[str], by: str) -> None:
@@ -54,7 +94,7 @@ async def _send_disconnects(channels: list[str], by: str) -> None:
 
 
 @admin.register(ConnectedClient)
-class ConnectedClientAdmin(_ModelAdmin):
+class ConnectedClientAdmin(ReadModelAdmin):
     """The live list of WebSocket clients, across every server process."""
 
     list_display = (
@@ -86,24 +126,9 @@ class ConnectedClientAdmin(_ModelAdmin):
     actions = ["disconnect_selected"]
     list_per_page = 100
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request)
-
     def has_disconnect_permission(self, request: HttpRequest) -> bool:
         """Who may use the disconnect action: any staff member."""
         return _is_staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def _refresh(self, request: HttpRequest) -> None:
         """Rebuild the read model from Redis; on failure, say so and show the last rows."""
@@ -118,25 +143,7 @@ class ConnectedClientAdmin(_ModelAdmin):
                 messages.WARNING,
             )
             return
-        ConnectedClient.objects.replace_with(snapshot.clients)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if _is_staff(request):
-            self._refresh(request)
-        return super().changelist_view(request, extra_context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if _is_staff(request):
-            self._refresh(request)
-        return super().change_view(request, object_id, form_url, extra_context)
+        ConnectedClient.objects.replace_with(map(ConnectedClient.from_record, snapshot.clients))
 
     @admin.action(description="Disconnect selected clients", permissions=["disconnect"])
     def disconnect_selected(
@@ -154,7 +161,7 @@ class ConnectedClientAdmin(_ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(_DeadLetterAdmin):
+class DeadLetterAdmin(ReadModelAdmin):
     """The newest messages the bridge rejected, with their reasons (read-only, staff only)."""
 
     list_display = ("received_at", "reason", "detail", "size", "preview_start")
@@ -179,21 +186,6 @@ class DeadLetterAdmin(_DeadLetterAdmin):
         """The first 80 characters of the preview (base64 for binary payloads)."""
         return obj.preview[:80]
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def _refresh(self, request: HttpRequest) -> None:
         """Rebuild the read model from Redis; on failure, say so and show the last rows."""
         client = sync_client()
@@ -210,22 +202,5 @@ class DeadLetterAdmin(_DeadLetterAdmin):
             return
         finally:
             client.close()
-        DeadLetter.objects.replace_with(letters)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if _is_staff(request):
-            self._refresh(request)
-        return super().changelist_view(request, extra_context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if _is_staff(request):
-            self._refresh(request)
-        return super().change_view(request, object_id, form_url, extra_context)
+        rows = {letter.id: DeadLetter.from_entry(letter) for letter in letters}  # ids are unique
+        DeadLetter.objects.replace_with(rows.values())

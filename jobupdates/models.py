@@ -3,7 +3,7 @@
 The registry lives in Redis (:mod:`jobupdates.registry`); Django's admin needs
 a queryset to search, order, filter and paginate. :class:`ConnectedClient` is
 a table the admin rebuilds from Redis on each request
-(:meth:`ConnectedClientQuerySet.replace_with`), so the list is as fresh as
+(:meth:`ReadModelQuerySet.replace_with`), so the list is as fresh as
 Redis. Nothing writes it otherwise, and nothing in it is editable.
 :class:`DeadLetter` is the same for the bridge's dead-letter list
 (:mod:`jobupdates.dead_letters`).
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
+from typing import TypeVar
 
 from django.db import IntegrityError, models, transaction
 
@@ -28,22 +30,24 @@ def _when(timestamp: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
-class ConnectedClientQuerySet(models.QuerySet["ConnectedClient"]):
-    """Queries of the read model."""
+M = TypeVar("M", bound=models.Model)
 
-    def replace_with(self, records: list[ClientRecord]) -> None:
-        """Make the table hold exactly ``records``: delete and bulk insert in one transaction.
+
+class ReadModelQuerySet(models.QuerySet[M]):
+    """Queries of a read model that is rebuilt from Redis."""
+
+    def replace_with(self, rows: Iterable[M]) -> None:
+        """Make the table hold exactly ``rows``: delete and bulk insert in one transaction.
 
         Two concurrent refreshes may race on insert; the loser keeps the
         winner's rows, which are as fresh.
         """
-        rows = [ConnectedClient.from_record(record) for record in records]
         try:
             with transaction.atomic():
                 self.all().delete()
                 self.bulk_create(rows)
         except IntegrityError:
-            logger.info("another request refreshed the connected clients at the same time")
+            logger.info("another request refreshed %s at the same time", self.model.__name__)
 
 
 class ConnectedClient(models.Model):
@@ -61,7 +65,7 @@ class ConnectedClient(models.Model):
     messages_sent = models.BigIntegerField("messages sent", default=0)
     channel_name = models.CharField("channel", max_length=255)
 
-    objects = ConnectedClientQuerySet.as_manager()
+    objects = ReadModelQuerySet["ConnectedClient"].as_manager()
 
     class Meta:
         verbose_name = "connected client"
@@ -92,20 +96,6 @@ class ConnectedClient(models.Model):
         )
 
 
-class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
-    """Queries of the dead-letter read model."""
-
-    def replace_with(self, letters: list[dead_letters.DeadLetter]) -> None:
-        """Make the table hold exactly ``letters``: delete and bulk insert in one transaction."""
-        rows = {letter.id: DeadLetter.from_entry(letter) for letter in letters}
-        try:
-            with transaction.atomic():
-                self.all().delete()
-                self.bulk_create(rows.values())
-        except IntegrityError:
-            logger.info("another request refreshed the dead letters at the same time")
-
-
 class DeadLetter(models.Model):
     """One message the bridge rejected (read model of the Redis dead-letter list)."""
 
@@ -119,7 +109,7 @@ class DeadLetter(models.Model):
     encoding = models.CharField("preview encoding", max_length=16)
     truncated = models.BooleanField("preview truncated", default=False)
 
-    objects = DeadLetterQuerySet.as_manager()
+    objects = ReadModelQuerySet["DeadLetter"].as_manager()
 
     class Meta:
         verbose_name = "dead letter"

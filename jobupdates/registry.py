@@ -35,12 +35,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
-from jobupdates import metrics
+from jobupdates import metrics, redis_client
 from jobupdates.conf import conf
 from jobupdates.deliveries import counters
 from jobupdates.presence import (
@@ -243,26 +240,14 @@ def get_registry() -> Registry:
     loop = asyncio.get_running_loop()
     registry = _registries.get(loop)
     if registry is None:
-        timeout = conf.REGISTRY_SOCKET_TIMEOUT
-        client = aioredis.Redis.from_url(
-            conf.REDIS_URL,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=AsyncRetry(NoBackoff(), 1),  # one immediate retry on a stale connection
-        )
+        client = redis_client.new_async_client(conf.REGISTRY_SOCKET_TIMEOUT)
         registry = _registries[loop] = Registry(client, interval=conf.REGISTRY_INTERVAL)
     return registry
 
 
 def sync_client() -> redis.Redis:
     """Return a Redis client for reading the registry from a view."""
-    timeout = conf.REGISTRY_SOCKET_TIMEOUT
-    return redis.Redis.from_url(
-        conf.REDIS_URL,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-    )
+    return redis_client.sync_client(conf.REGISTRY_SOCKET_TIMEOUT)
 
 
 def _names(values: Iterable[Any]) -> list[str]:

@@ -9,7 +9,13 @@ import pytest
 import redis
 
 from botrix_site.redis_server import RedisServer
-from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+from tests.support.processes import (
+    Process,
+    child_env,
+    migrated_database,
+    start_bridge,
+    start_daphne,
+)
 
 STAFF = ("staff", "staff-password-1")
 PLAIN = ("plain", "plain-password-1")
@@ -41,20 +47,14 @@ def publish(redis_server: RedisServer) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated SQLite database with staff, plain and viewer users, for real processes."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'db.sqlite3'}"
-    env = child_env(DATABASE_URL=url)
-    manage(env, "migrate", "--verbosity", "0")
-    manage(
-        env,
-        "shell",
-        "-c",
+    return migrated_database(
+        tmp_path_factory.mktemp("e2e") / "db.sqlite3",
         "from django.contrib.auth.models import Permission, User;"
         f"User.objects.create_user({STAFF[0]!r}, password={STAFF[1]!r}, is_staff=True);"
         f"User.objects.create_user({PLAIN[0]!r}, password={PLAIN[1]!r});"
         f"viewer = User.objects.create_user({VIEWER[0]!r}, password={VIEWER[1]!r});"
         "viewer.user_permissions.add(Permission.objects.get(codename='view_all_jobs'))",
     )
-    return url
 
 
 @dataclass

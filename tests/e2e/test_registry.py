@@ -26,7 +26,13 @@ from websockets.exceptions import ConnectionClosed
 from botrix_site.redis_server import RedisServer
 from tests.conftest import STAFF, VIEWER
 from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+from tests.support.processes import (
+    Process,
+    child_env,
+    session_cookie,
+    start_bridge,
+    start_daphne,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,19 +68,6 @@ def cluster(redis_server: RedisServer, e2e_database: str, tmp_path) -> Iterator[
     yield Cluster(redis_server, a, a_port, b, b_port, bridge, env)
     for process in (bridge, b, a):
         process.stop()
-
-
-def session_cookie(env: dict[str, str], username: str) -> str:
-    """Create a session for ``username`` in the database (the admin login refuses non-staff)."""
-    code = (
-        "from django.contrib.auth.models import User;"
-        "from django.contrib.sessions.backends.db import SessionStore;"
-        f"u = User.objects.get(username={username!r}); s = SessionStore();"
-        "s['_auth_user_id'] = str(u.pk);"
-        "s['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend';"
-        "s['_auth_user_hash'] = u.get_session_auth_hash(); s.create(); print(s.session_key)"
-    )
-    return f"sessionid={manage(env, 'shell', '-c', code).split()[-1]}"
 
 
 def http_get(port: int, path: str, cookie: str | None = None) -> tuple[int, str]:

@@ -30,7 +30,13 @@ from jobupdates.minting import backdated_token
 from jobupdates.tokens import read_token
 from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER
 from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import Process, child_env, manage, start_bridge, start_daphne
+from tests.support.processes import (
+    Process,
+    child_env,
+    session_cookie,
+    start_bridge,
+    start_daphne,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -53,19 +59,6 @@ class Secured:
         client = redis.Redis.from_url(self.redis.url)
         client.publish(CHANNEL, json.dumps({"job_id": job_id, "status": status, "data": None}))
         client.close()
-
-
-def session_cookie(env: dict[str, str], username: str) -> str:
-    """Create a session for ``username`` in the database (the admin login refuses non-staff)."""
-    code = (
-        "from django.contrib.auth.models import User;"
-        "from django.contrib.sessions.backends.db import SessionStore;"
-        f"u = User.objects.get(username={username!r}); s = SessionStore();"
-        "s['_auth_user_id'] = str(u.pk);"
-        "s['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend';"
-        "s['_auth_user_hash'] = u.get_session_auth_hash(); s.create(); print(s.session_key)"
-    )
-    return f"sessionid={manage(env, 'shell', '-c', code).split()[-1]}"
 
 
 @pytest.fixture(scope="module")

@@ -148,3 +148,26 @@ def manage(env: dict[str, str], *args: str) -> str:
         f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
     )
     return result.stdout
+
+
+def session_cookie(env: dict[str, str], username: str) -> str:
+    """Create a session for ``username`` in the database (the admin login refuses non-staff)."""
+    code = (
+        "from django.contrib.auth.models import User;"
+        "from django.contrib.sessions.backends.db import SessionStore;"
+        f"u = User.objects.get(username={username!r}); s = SessionStore();"
+        "s['_auth_user_id'] = str(u.pk);"
+        "s['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend';"
+        "s['_auth_user_hash'] = u.get_session_auth_hash(); s.create(); print(s.session_key)"
+    )
+    return f"sessionid={manage(env, 'shell', '-c', code).split()[-1]}"
+
+
+def migrated_database(path: Path, setup: str) -> str:
+    """Migrate a new SQLite database at ``path``, run ``setup`` in ``manage.py shell``;
+    return its ``DATABASE_URL``."""
+    url = f"sqlite:///{path}"
+    env = child_env(DATABASE_URL=url)
+    manage(env, "migrate", "--verbosity", "0")
+    manage(env, "shell", "-c", setup)
+    return url
