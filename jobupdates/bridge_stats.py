@@ -58,6 +58,10 @@ class _Bridge(Protocol):
     def state(self) -> Any: ...
     @property
     def stopping(self) -> asyncio.Event: ...
+    @property
+    def role(self) -> Any: ...
+    @property
+    def election(self) -> Any: ...
 
 
 def _counts(counter: Any) -> dict[str, int]:
@@ -86,8 +90,14 @@ class BridgeStatsPublisher:
             maxlen=RECENT_REJECTS
         )
 
-    def report(self, stats: Any, state: Any, now: float) -> dict[str, Any]:
-        """Return the report of ``stats`` and ``state`` at ``now`` (no I/O)."""
+    def report(
+        self, stats: Any, state: Any, now: float, role: str = "active", takeovers: int = 0
+    ) -> dict[str, Any]:
+        """Return the report of ``stats`` and ``state`` at ``now`` (no I/O).
+
+        ``role`` is ``active`` or ``standby``; ``takeovers`` counts how often this
+        bridge became the active one.
+        """
         rejected = _counts(stats.rejected)
         exact = getattr(stats, "recent_rejects", None)
         if exact is not None:
@@ -106,6 +116,8 @@ class BridgeStatsPublisher:
         return {
             "bridge": self.bridge_id,
             "state": str(getattr(state, "value", state)),
+            "role": role,
+            "takeovers": takeovers,
             "started_at": self.started_at,
             "reported_at": now,
             "received": stats.received,
@@ -118,9 +130,12 @@ class BridgeStatsPublisher:
             "lag_seconds": max(0.0, now - last) if in_hand and last is not None else 0.0,
         }
 
-    async def publish(self, stats: Any, state: Any) -> None:
+    async def publish(
+        self, stats: Any, state: Any, role: str = "active", takeovers: int = 0
+    ) -> None:
         """Write one report: a single pipelined round trip. Errors are logged, not raised."""
-        document = json.dumps(self.report(stats, state, time.time()), separators=(",", ":"))
+        report = self.report(stats, state, time.time(), role, takeovers)
+        document = json.dumps(report, separators=(",", ":"))
         ttl_ms = max(1, int(self.interval * 2000))
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -133,10 +148,11 @@ class BridgeStatsPublisher:
     async def run(self, bridge: _Bridge) -> None:
         """Publish ``bridge``'s report every interval until it stops, then once more."""
         while not bridge.stopping.is_set():
-            await self.publish(bridge.stats, bridge.state)
+            takeovers = bridge.election.takeovers if bridge.election else 0
+            await self.publish(bridge.stats, bridge.state, str(bridge.role), takeovers)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bridge.stopping.wait(), timeout=self.interval)
-        await self.publish(bridge.stats, "stopped")
+        await self.publish(bridge.stats, "stopped", "standby")
 
 
 def read_reports(client: redis.Redis) -> list[dict[str, Any]]:

@@ -63,7 +63,11 @@ def _bridge(reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
             round(now - min(float(r["started_at"]) for r in reports), 3) if reports else None
         ),
         "bridges": [
-            {k: r.get(k) for k in ("bridge", "state", "started_at", "reported_at")} for r in reports
+            {
+                k: r.get(k)
+                for k in ("bridge", "state", "role", "takeovers", "started_at", "reported_at")
+            }
+            for r in reports
         ],
     }
 

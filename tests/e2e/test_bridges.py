@@ -42,6 +42,19 @@ async def receive_numbers(ws, job_id: str, count: int) -> list[int]:
     return numbers
 
 
+async def takeover_in_stats(client: redis.Redis, pid: int) -> None:
+    """Wait until the bridge with ``pid`` reports itself active after one takeover."""
+    from jobupdates.bridge_stats import read_reports
+
+    deadline = time.monotonic() + 5
+    while True:
+        mine = [r for r in read_reports(client) if f":{pid}:" in r["bridge"]]
+        if mine and (mine[0]["role"], mine[0]["takeovers"]) == ("active", 1):
+            return
+        assert time.monotonic() < deadline, f"expected the takeover in the stats, got {mine}"
+        await asyncio.sleep(0.1)
+
+
 async def nothing_more(ws) -> None:
     await ws.send('{"type":"ping"}')
     assert await recv_json(ws) == {"type": "pong"}, "expected no duplicate before the pong"
@@ -52,7 +65,11 @@ async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
     stack, staff_cookie, publish
 ):
     active = stack.bridge
-    standby = start_bridge(stack.env, active=False)
+    fast_reports = {
+        "JOBUPDATES_REGISTRY_INTERVAL": "0.5",
+        "JOBUPDATES_REGISTRY_SOCKET_TIMEOUT": "0.5",
+    }
+    standby = start_bridge({**stack.env, **fast_reports}, active=False)
     try:
         standby.wait_for(r"-> subscribed: .* as a standby")
         client = redis.Redis.from_url(stack.redis.url)
@@ -85,6 +102,7 @@ async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
             assert takeover < TAKEOVER_LIMIT
             print(f"takeover: first delivery {takeover:.2f}s after kill -9")
             standby.wait_for(r"is now the active bridge", after=mark, timeout=1)
+            await takeover_in_stats(client, standby.popen.pid)
 
             with client.pipeline(transaction=False) as pipe:
                 for n in range(count):
