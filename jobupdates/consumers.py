@@ -20,14 +20,12 @@ import uuid
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
 
-from jobupdates import permissions, protocol
+from jobupdates import gate, protocol
 from jobupdates.admission import admission
-from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
 from jobupdates.conf import conf
 from jobupdates.deliveries import RECEIVED_AT, counters
 from jobupdates.feed import Feed
@@ -35,7 +33,7 @@ from jobupdates.history import History
 from jobupdates.layers import JobUpdatesChannelLayer, job_update_send
 from jobupdates.limits import Strikes, TokenBucket
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
-from jobupdates.protocol.connect import ConnectRequest, parse_connect_query
+from jobupdates.protocol.connect import ConnectRequest
 from jobupdates.protocol.positions import Position, PositionError, ResetReason
 from jobupdates.redis_client import async_client
 from jobupdates.registry import LocalClient, get_registry
@@ -46,7 +44,6 @@ __all__ = ["JobUpdatesConsumer"]
 
 logger = logging.getLogger(__name__)
 
-Refusal = tuple[ErrorCode, str, CloseCode]
 SLOW_CLIENT_GRACE = 2.0
 """Seconds a slow client gets to read its close frame before the socket is aborted."""
 
@@ -77,10 +74,12 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        refusal = await self.admit()
-        if refusal is not None:
-            await self.refuse(*refusal)
+        admitted = await gate.admit(self.scope)
+        if not isinstance(admitted, gate.Admitted):
+            await self.refuse(*admitted)
             return
+        self.admitted = True
+        self.request, self.user_key = admitted.request, admitted.user_key
         self.client_id = uuid.uuid4().hex
         offered = SUBPROTOCOL in self.scope.get("subprotocols", ())
         await self.accept(subprotocol=SUBPROTOCOL if offered else None)
@@ -109,64 +108,6 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
                 lambda: feed.sent,
             )
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
-
-    async def admit(self) -> Refusal | None:
-        """Decide whether to accept this connection; count it if so."""
-        scope = self.scope
-        if scope.get(AUTH_ERROR):
-            return ErrorCode.INVALID_TOKEN, scope[AUTH_ERROR], CloseCode.UNAUTHENTICATED
-        if not scope.get(ORIGIN_OK, False):
-            message = "expected a page on an allowed origin, or a token"
-            return ErrorCode.ORIGIN_NOT_ALLOWED, message, CloseCode.FORBIDDEN
-        user = scope.get("user")
-        authenticated = bool(getattr(user, "is_authenticated", False))
-        if conf.REQUIRE_AUTH and not authenticated:
-            message = "log in to receive job updates"
-            return ErrorCode.UNAUTHENTICATED, message, CloseCode.UNAUTHENTICATED
-        try:
-            self.request = parse_connect_query(scope.get("query_string", b""))
-        except protocol.FrameError as exc:
-            return exc.code, exc.detail, CloseCode.PROTOCOL_ERROR
-        jobs = self.request.job_ids
-        if len(jobs) > conf.MAX_SUBSCRIPTIONS:
-            message = f"expected at most {conf.MAX_SUBSCRIPTIONS} jobs, got {len(jobs)}"
-            return ErrorCode.TOO_MANY_SUBSCRIPTIONS, message, CloseCode.PROTOCOL_ERROR
-        if not jobs and not await self.may_view_all_jobs(user):
-            message = "not allowed to receive every job; subscribe to your jobs with ?job=<id>"
-            return ErrorCode.FORBIDDEN, message, CloseCode.FORBIDDEN
-        forbidden = await self.forbidden_jobs(user, jobs)
-        if forbidden:
-            message = f"not allowed to receive job(s) {', '.join(forbidden)}"
-            return ErrorCode.JOB_FORBIDDEN, message, CloseCode.FORBIDDEN
-        self.user_key = str(user.pk) if authenticated and user is not None else None
-        limit = admission.admit(
-            self.user_key,
-            max_total=conf.MAX_CONNECTIONS_PER_PROCESS,
-            max_per_user=conf.MAX_CONNECTIONS_PER_USER,
-        )
-        if limit is ErrorCode.SERVER_FULL:
-            return limit, "this server is full; try again later", CloseCode.SERVER_FULL
-        if limit is not None:
-            message = f"expected at most {conf.MAX_CONNECTIONS_PER_USER} connections per user"
-            return limit, message, CloseCode.RATE_LIMITED
-        self.admitted = True
-        return None
-
-    @staticmethod
-    async def may_view_all_jobs(user: Any) -> bool:
-        """Ask the policy, in a worker thread only if it has to query the database."""
-        decided = permissions.all_jobs_without_database(user)
-        if decided is None:
-            decided = bool(await database_sync_to_async(permissions.can_view_all_jobs)(user))
-        return decided
-
-    @staticmethod
-    async def forbidden_jobs(user: Any, job_ids: tuple[str, ...]) -> list[str]:
-        """Ask the per-job policy (in a worker thread) which of ``job_ids`` are denied."""
-        if not job_ids:
-            return []
-        denied: list[str] = await database_sync_to_async(permissions.forbidden_jobs)(user, job_ids)
-        return denied
 
     async def refuse(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
         """Accept, explain with an error frame, then close with ``close_code``.
@@ -259,7 +200,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
                 text_data=protocol.error_frame(ErrorCode.TOO_MANY_SUBSCRIPTIONS, message)
             )
             return
-        forbidden = await self.forbidden_jobs(self.scope.get("user"), new)
+        forbidden = await gate.forbidden_jobs(self.scope.get("user"), new)
         if forbidden:
             message = f"not allowed to receive job(s) {', '.join(forbidden)}"
             await self.send(text_data=protocol.error_frame(ErrorCode.JOB_FORBIDDEN, message))
