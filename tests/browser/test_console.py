@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -145,16 +146,22 @@ def test_simulate_form_round_trips_through_redis_and_the_bridge(
     console_page.assert_no_console_errors()
 
 
+def showing_a_job(recorded: BrowserPage, site: Stack) -> Page:
+    """Log in with fast reconnects, connect, and show job j-before as queued."""
+    page = recorded.page
+    recorded.allow(WS_FAILED)
+    log_in(recorded, console_path(**FAST))
+    expect_connected(page)
+    publish(site, "j-before", "queued")
+    expect(job_row(page, "j-before").locator(".status")).to_have_text("queued")
+    return page
+
+
 @pytest.mark.parametrize("restart", ["daphne", "redis"])
 def test_page_reconnects_by_itself_after_a_restart(
     restart_page: BrowserPage, site: Stack, restart: str
 ):
-    page = restart_page.page
-    restart_page.allow(WS_FAILED)
-    log_in(restart_page, console_path(**FAST))
-    expect_connected(page)
-    publish(site, "j-before", "queued")
-    expect(job_row(page, "j-before").locator(".status")).to_have_text("queued")
+    page = showing_a_job(restart_page, site)
     first_client = page.locator("#client-id").inner_text()
 
     if restart == "daphne":
@@ -198,12 +205,7 @@ def wait_for_daphne_subscribed(site: Stack, timeout: float = 10) -> None:
 def test_page_shows_the_updates_published_while_daphne_was_down(
     restart_page: BrowserPage, site: Stack
 ):
-    page = restart_page.page
-    restart_page.allow(WS_FAILED)
-    log_in(restart_page, console_path(**FAST))
-    expect_connected(page)
-    publish(site, "j-before", "queued")
-    expect(job_row(page, "j-before").locator(".status")).to_have_text("queued")
+    page = showing_a_job(restart_page, site)
     expect(page.locator("#position")).to_have_text(re.compile(r"^\d+-\d+$"), timeout=1_000)
 
     site.daphne.stop()
@@ -227,7 +229,7 @@ def test_half_open_connection_is_detected_by_the_heartbeat(
     console_page.allow(WS_FAILED)
     log_in(console_page, console_path(**FAST))
     expect_connected(page)
-    live_site.daphne.signal(19)  # SIGSTOP
+    live_site.daphne.signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
         # heartbeat 1 s + timeout 1 s: dead within about 2 s, then retries.
@@ -235,7 +237,7 @@ def test_half_open_connection_is_detected_by_the_heartbeat(
         expect(dropped.first).to_be_visible(timeout=5_000)
         assert time.monotonic() - started < 4
     finally:
-        live_site.daphne.signal(18)  # SIGCONT
+        live_site.daphne.signal(signal.SIGCONT)
     expect_connected(page)
     publish(live_site, "j-alive", "completed")
     expect(job_row(page, "j-alive").locator(".status")).to_have_text("completed")
