@@ -92,8 +92,25 @@ class ClientRecord:
     messages_sent: int = 0
 
     def to_json(self) -> str:
-        """Encode the record for the registry hash."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """Encode the record for the registry hash (a flat dict: no deep copy)."""
+        return _compact(
+            {
+                "client_id": self.client_id,
+                "channel_name": self.channel_name,
+                "user_id": self.user_id,
+                "username": self.username,
+                "remote_addr": self.remote_addr,
+                "user_agent": self.user_agent,
+                "instance": self.instance,
+                "connected_at": self.connected_at,
+                "last_active": self.last_active,
+                "subscriptions": self.subscriptions,
+                "messages_sent": self.messages_sent,
+            }
+        )
+
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)

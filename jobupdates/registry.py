@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 DISCONNECT_EVENT = "jobupdates.disconnect"
 """Channel-layer event the admin sends to a client's channel to disconnect it."""
 COMPONENT = "registry"
+ENCODE_CHUNK = 250
+"""Records encoded between two yields to the event loop during a refresh."""
 
 
 @dataclass(slots=True)
@@ -190,7 +192,11 @@ class Registry:
         """Rewrite this instance's clients and heartbeat: one round trip for all of them."""
         self._flush_metrics()
         async with self._lock:
-            records = {cid: c.current().to_json() for cid, c in self.clients.items()}
+            records: dict[str, str] = {}
+            for index, (client_id, local) in enumerate(list(self.clients.items()), 1):
+                records[client_id] = local.current().to_json()
+                if index % ENCODE_CHUNK == 0:
+                    await asyncio.sleep(0)  # let updates through between chunks
             key = clients_key(self.instance)
 
             def commands(pipe: Any) -> None:
