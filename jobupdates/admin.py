@@ -16,8 +16,10 @@ only, filterable by reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import admin, messages
@@ -64,9 +66,30 @@ class ReadModelAdmin(_ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def _refresh(self, request: HttpRequest) -> None:
-        """Rebuild the read model from Redis."""
+    source = "Redis"
+    """What the rows are read from, for the warning when it cannot be read."""
+
+    def read_rows(self, client: redis.Redis) -> Iterable[Any]:
+        """Read the current rows (unsaved model instances) from Redis."""
         raise NotImplementedError
+
+    def _refresh(self, request: HttpRequest) -> None:
+        """Rebuild the read model from Redis; on failure, say so and show the last rows."""
+        client = sync_client()
+        try:
+            rows = list(self.read_rows(client))
+        except (RedisError, OSError) as exc:
+            logger.warning("could not read the %s (%s: %s)", self.source, type(exc).__name__, exc)
+            self.message_user(
+                request,
+                f"The {self.source} could not be read ({type(exc).__name__}); "
+                "this list may be out of date.",
+                messages.WARNING,
+            )
+            return
+        finally:
+            client.close()
+        self.model.objects.replace_with(rows)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -130,20 +153,10 @@ class ConnectedClientAdmin(ReadModelAdmin):
         """Who may use the disconnect action: any staff member."""
         return _is_staff(request)
 
-    def _refresh(self, request: HttpRequest) -> None:
-        """Rebuild the read model from Redis; on failure, say so and show the last rows."""
-        try:
-            snapshot = read_snapshot(sync_client())
-        except (RedisError, OSError) as exc:
-            logger.warning("could not read the client registry (%s: %s)", type(exc).__name__, exc)
-            self.message_user(
-                request,
-                f"The client registry could not be read ({type(exc).__name__}); "
-                "this list may be out of date.",
-                messages.WARNING,
-            )
-            return
-        ConnectedClient.objects.replace_with(map(ConnectedClient.from_record, snapshot.clients))
+    source = "client registry"
+
+    def read_rows(self, client: redis.Redis) -> Iterable[ConnectedClient]:
+        return map(ConnectedClient.from_record, read_snapshot(client).clients)
 
     @admin.action(description="Disconnect selected clients", permissions=["disconnect"])
     def disconnect_selected(
@@ -186,21 +199,9 @@ class DeadLetterAdmin(ReadModelAdmin):
         """The first 80 characters of the preview (base64 for binary payloads)."""
         return obj.preview[:80]
 
-    def _refresh(self, request: HttpRequest) -> None:
-        """Rebuild the read model from Redis; on failure, say so and show the last rows."""
-        client = sync_client()
-        try:
-            letters, _kept = read_dead_letters(client, conf.DEAD_LETTER_KEY, conf.DEAD_LETTER_SIZE)
-        except (RedisError, OSError) as exc:
-            logger.warning("could not read the dead letters (%s: %s)", type(exc).__name__, exc)
-            self.message_user(
-                request,
-                f"The dead letters could not be read ({type(exc).__name__}); "
-                "this list may be out of date.",
-                messages.WARNING,
-            )
-            return
-        finally:
-            client.close()
+    source = "dead letters"
+
+    def read_rows(self, client: redis.Redis) -> Iterable[DeadLetter]:
+        letters, _kept = read_dead_letters(client, conf.DEAD_LETTER_KEY, conf.DEAD_LETTER_SIZE)
         rows = {letter.id: DeadLetter.from_entry(letter) for letter in letters}  # ids are unique
-        DeadLetter.objects.replace_with(rows.values())
+        return rows.values()

@@ -113,3 +113,14 @@ def test_socket_timeout_must_be_below_two_intervals(settings):
     settings.JOBUPDATES_REGISTRY_INTERVAL = 1
     settings.JOBUPDATES_REGISTRY_SOCKET_TIMEOUT = 5
     assert "jobupdates.E012" in {m.id for m in checks.run_checks()}
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [(CHANGELIST, "client registry"), ("/admin/jobupdates/deadletter/", "dead letters")],
+)
+def test_admin_lists_say_when_redis_cannot_be_read(staff_client, path, source):
+    response = staff_client.get(path)  # tests point Redis at port 9
+    assert response.status_code == 200
+    warning = f"The {source} could not be read (ConnectionError); this list may be out of date."
+    assert warning in response.content.decode()
