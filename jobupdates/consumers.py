@@ -231,7 +231,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
 
     def update_presence(self) -> None:
         if self.presence is not None:
-            self.presence.record.subscriptions = self.subscriptions()
+            self.presence.resubscribe(self.subscriptions())
 
     def on_overflow(self, reason: str) -> None:
         """The feed's limit was passed: close this slow client (called from the fan-out)."""

@@ -10,10 +10,14 @@ Redis layout (``P`` is :data:`KEY_PREFIX`):
 | ``P:instances`` | set | every instance id seen | none; readers prune dead ids |
 | ``P:instance:<id>`` | string | the instance's heartbeat (JSON) | 2 refresh intervals |
 | ``P:clients:<id>`` | hash | client id -> client record (JSON) | 2 refresh intervals |
+| ``P:activity:<id>`` | string | client id -> ``[last_active, sent]`` (JSON) | 2 intervals |
 
 An instance is alive while its heartbeat key exists; readers ignore the
 clients of every other instance, so a process killed by SIGKILL drops out
-within two refresh intervals.
+within two refresh intervals. A record is written when its client connects
+or changes its subscriptions; what changes all the time (``last_active``,
+``messages_sent``) is rewritten for every client at each refresh as one
+string, which costs a fraction of re-encoding every record.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ __all__ = [
     "InstanceInfo",
     "Network",
     "Snapshot",
+    "activity_fragment",
+    "activity_key",
     "clients_key",
+    "decode_activity",
     "decode_client",
     "decode_instance",
     "header",
     "instance_key",
+    "join_activity",
     "merge_snapshot",
     "parse_networks",
     "resolve_remote_addr",
@@ -59,6 +67,46 @@ def instance_key(instance: str) -> str:
 def clients_key(instance: str) -> str:
     """Return the key of the hash of an instance's clients."""
     return f"{KEY_PREFIX}:clients:{instance}"
+
+
+def activity_key(instance: str) -> str:
+    """Return the key of an instance's clients' activity."""
+    return f"{KEY_PREFIX}:activity:{instance}"
+
+
+Activity = dict[str, tuple[float, int]]
+"""Client id -> (``last_active``, ``messages_sent``)."""
+
+
+def activity_fragment(activity: Mapping[str, tuple[float, int]]) -> str:
+    """Encode part of an instance's activity; :func:`join_activity` joins the parts.
+
+    Encoding in parts lets the caller yield to its event loop between them.
+    """
+    return _compact(activity)[1:-1]
+
+
+def join_activity(fragments: Iterable[str]) -> str:
+    """Join :func:`activity_fragment` parts into the stored JSON object."""
+    return "{" + ",".join(f for f in fragments if f) + "}"
+
+
+def decode_activity(raw: bytes | str | None) -> Activity:
+    """Decode a stored activity value; entries that are not ``[number, int]`` are skipped."""
+    if raw is None:
+        return {}
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    activity: Activity = {}
+    for client_id, value in entries.items():
+        match value:
+            case [float() | int() as last_active, int() as sent] if not isinstance(sent, bool):
+                activity[client_id] = (float(last_active), sent)
+    return activity
 
 
 @dataclass(slots=True)
@@ -251,12 +299,16 @@ class Snapshot:
 def merge_snapshot(
     heartbeats: Mapping[str, bytes | str | None],
     client_hashes: Mapping[str, Mapping[Any, bytes | str]],
+    activities: Mapping[str, bytes | str | None] | None = None,
 ) -> Snapshot:
     """Merge what was read for each listed instance into one :class:`Snapshot`.
 
     Args:
         heartbeats: Instance id -> its heartbeat value (``None`` once expired).
         client_hashes: Instance id -> its clients hash (field -> record).
+        activities: Instance id -> its activity value, which overrides the
+            records' ``last_active`` and ``messages_sent`` (newer than a record
+            written at connect).
 
     Returns:
         The live instances and their clients, sorted by connection time. Clients
@@ -273,9 +325,13 @@ def merge_snapshot(
             instances[instance_id] = info
     clients = []
     for instance_id in instances:
+        activity = decode_activity((activities or {}).get(instance_id))
         for raw in client_hashes.get(instance_id, {}).values():
             record = decode_client(raw)
             if record is not None and record.instance == instance_id:
+                last_active, sent = activity.get(record.client_id, (0.0, 0))
+                record.last_active = max(record.last_active, last_active)
+                record.messages_sent = max(record.messages_sent, sent)
                 clients.append(record)
     clients.sort(key=lambda c: (c.connected_at, c.client_id))
     return Snapshot(instances=instances, clients=clients, dead=sorted(dead))

@@ -7,14 +7,19 @@ cost is fixed:
   instance's heartbeat and membership);
 * disconnect: one round trip (``HDEL``);
 * one batched refresh per ``JOBUPDATES_REGISTRY_INTERVAL``: a transaction
-  that rewrites this instance's clients hash (with the ``last_active`` and
-  ``messages_sent`` kept in memory) and renews the heartbeat, both with a
-  TTL of two intervals;
+  that writes every client's ``last_active`` and ``messages_sent`` (kept in
+  memory) as one string, rewrites the records whose subscriptions changed,
+  and renews the heartbeat and the clients hash, all with a TTL of two
+  intervals;
 * nothing per message.
+
+The refresh encodes in chunks, yielding to the event loop between them, so
+it never holds up deliveries for long (under 1 ms per chunk of 250 clients here).
 
 Readers (:func:`read_snapshot`) trust only instances whose heartbeat is
 alive, so the clients of a process killed by SIGKILL vanish within two
-intervals. A refresh also rebuilds everything after Redis lost its data.
+intervals. When the clients hash is found missing (Redis lost its data) or a refresh
+failed, the next round trip rewrites every record.
 Registry failures are logged and counted, never raised into the consumer.
 The key layout is in :mod:`jobupdates.presence`.
 """
@@ -45,9 +50,12 @@ from jobupdates.presence import (
     ClientRecord,
     InstanceInfo,
     Snapshot,
+    activity_fragment,
+    activity_key,
     clients_key,
     header,
     instance_key,
+    join_activity,
     merge_snapshot,
     parse_networks,
     resolve_remote_addr,
@@ -66,17 +74,24 @@ ENCODE_CHUNK = 250
 
 @dataclass(slots=True)
 class LocalClient:
-    """A client of this process; the consumer touches :attr:`last_active` and :attr:`direct`.
+    """A client of this process, kept up to date by its consumer.
 
     Attributes:
         record: What is stored in Redis (``messages_sent`` is filled in on refresh).
         sent: Gives how many messages the client was sent so far.
         last_active: When it last sent a frame (Unix time).
+        changed: Whether the record changed since it was last written.
     """
 
     record: ClientRecord
     sent: Callable[[], int]
     last_active: float
+    changed: bool = False
+
+    def resubscribe(self, subscriptions: list[str]) -> None:
+        """Record new subscriptions; the next refresh writes them."""
+        self.record.subscriptions = subscriptions
+        self.changed = True
 
     def current(self) -> ClientRecord:
         """Return the record with the in-memory counters written in."""
@@ -107,6 +122,7 @@ class Registry:
         self.clients: dict[str, LocalClient] = {}
         self._lock = asyncio.Lock()  # orders connect/disconnect writes around refreshes
         self._task: asyncio.Task[None] | None = None
+        self._rewrite = False  # set when Redis may have lost records
         self._gauge = metrics.CONNECTIONS.labels(instance=self.instance)
         self._flushed_deliveries = counters.deliveries
 
@@ -189,34 +205,63 @@ class Registry:
             )
 
     async def refresh(self) -> None:
-        """Rewrite this instance's clients and heartbeat: one round trip for all of them."""
+        """Write activity and changed records, renew the TTLs: one round trip for all clients."""
         self._flush_metrics()
         async with self._lock:
-            records: dict[str, str] = {}
-            for index, (client_id, local) in enumerate(list(self.clients.items()), 1):
-                records[client_id] = local.current().to_json()
-                if index % ENCODE_CHUNK == 0:
-                    await asyncio.sleep(0)  # let updates through between chunks
-            key = clients_key(self.instance)
+            renewed = await self._refresh(rewrite=self._rewrite)
+            if renewed is False and self.clients:
+                logger.warning(
+                    "registry: %s's clients were missing from Redis; rewriting them", self.instance
+                )
+                renewed = await self._refresh(rewrite=True)
+            self._rewrite = renewed is None
 
-            def commands(pipe: Any) -> None:
+    async def _refresh(self, *, rewrite: bool) -> bool | None:
+        """One refresh round trip; return whether the clients hash exists (``None`` on failure)."""
+        clients = list(self.clients.items())
+        fragments: list[str] = []
+        for start in range(0, len(clients), ENCODE_CHUNK):
+            chunk = clients[start : start + ENCODE_CHUNK]
+            fragments.append(activity_fragment({i: (c.last_active, c.sent()) for i, c in chunk}))
+            await asyncio.sleep(0)  # let updates through between chunks
+        records = await self._records(c for c in clients if rewrite or c[1].changed)
+        key = clients_key(self.instance)
+
+        def commands(pipe: Any) -> None:
+            if rewrite:
                 pipe.delete(key)
-                if records:
-                    pipe.hset(key, mapping=records)
-                    pipe.pexpire(key, self.ttl_ms)
-                pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms)
-                pipe.sadd(INSTANCES_KEY, self.instance)
+            if records:
+                pipe.hset(key, mapping=records)
+            pipe.pexpire(key, self.ttl_ms)
+            pipe.set(activity_key(self.instance), join_activity(fragments), px=self.ttl_ms)
+            pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms)
+            pipe.sadd(INSTANCES_KEY, self.instance)
 
-            await self._write("refresh", commands, transaction=True)
+        replies = await self._write("refresh", commands, transaction=True)
+        return None if replies is None else bool(replies[int(rewrite) + int(bool(records))])
 
-    async def _write(self, what: str, build: Callable[[Any], object], *, transaction: bool) -> None:
+    async def _records(self, clients: Iterable[tuple[str, LocalClient]]) -> dict[str, str]:
+        records: dict[str, str] = {}
+        for index, (client_id, local) in enumerate(clients, 1):
+            local.changed = False
+            records[client_id] = local.current().to_json()
+            if index % ENCODE_CHUNK == 0:
+                await asyncio.sleep(0)
+        return records
+
+    async def _write(
+        self, what: str, build: Callable[[Any], object], *, transaction: bool
+    ) -> list[Any] | None:
+        """Run ``build``'s commands in one round trip; return the replies, ``None`` on failure."""
         try:
             async with self.redis.pipeline(transaction=transaction) as pipe:
                 build(pipe)
-                await pipe.execute()
+                return list(await pipe.execute())
         except (RedisError, OSError) as exc:
             metrics.REDIS_RECONNECTS.labels(component=COMPONENT).inc()
             logger.warning("registry %s failed (%s: %s)", what, type(exc).__name__, exc)
+            self._rewrite = True  # what Redis holds may now be wrong
+            return None
 
     def _flush_metrics(self) -> None:
         delivered = counters.deliveries - self._flushed_deliveries
@@ -273,9 +318,12 @@ def read_snapshot(client: redis.Redis) -> Snapshot:
         for instance in ids:
             pipe.get(instance_key(instance))
             pipe.hgetall(clients_key(instance))
+            pipe.get(activity_key(instance))
         replies = pipe.execute()
     snapshot = merge_snapshot(
-        dict(zip(ids, replies[0::2], strict=True)), dict(zip(ids, replies[1::2], strict=True))
+        dict(zip(ids, replies[0::3], strict=True)),
+        dict(zip(ids, replies[1::3], strict=True)),
+        dict(zip(ids, replies[2::3], strict=True)),
     )
     if snapshot.dead:
         client.srem(INSTANCES_KEY, *snapshot.dead)

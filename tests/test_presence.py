@@ -14,6 +14,9 @@ from jobupdates.deliveries import DeliveryCounters
 from jobupdates.presence import (
     ClientRecord,
     InstanceInfo,
+    activity_fragment,
+    decode_activity,
+    join_activity,
     merge_snapshot,
     parse_networks,
     resolve_remote_addr,
@@ -75,6 +78,49 @@ def test_snapshot_keeps_only_live_instances_and_valid_records():
     assert snapshot.per_instance() == {"a": 2, "b": 1}
     assert snapshot.distinct_users() == 2
     assert snapshot.dead == ["bad", "dead"]
+
+
+def test_activity_encoded_in_fragments_decodes_whole():
+    fragments = [
+        activity_fragment({"c1": (5.5, 3)}),
+        activity_fragment({}),
+        activity_fragment({"c2": (6.0, 0)}),
+    ]
+    assert decode_activity(join_activity(fragments)) == {"c1": (5.5, 3), "c2": (6.0, 0)}
+    assert decode_activity(join_activity([])) == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, {}),
+        (b"{", {}),
+        (b"[1, 2]", {}),
+        (
+            b'{"ok": [1, 2], "str": ["1", 2], "bool": [1, true], "short": [1], "obj": {}}',
+            {"ok": (1.0, 2)},
+        ),
+    ],
+)
+def test_bad_activity_values_are_skipped(raw, expected):
+    assert decode_activity(raw) == expected
+
+
+def test_activity_overrides_the_values_a_record_was_written_with():
+    snapshot = merge_snapshot(
+        {"a": heartbeat("a")},
+        {
+            "a": {
+                b"c1": record("c1", "a", 1, 10.0).to_json(),
+                b"c2": record("c2", "a", 1, 11.0).to_json(),
+            }
+        },
+        {"a": join_activity([activity_fragment({"c1": (20.0, 7), "gone": (30.0, 9)})])},
+    )
+    by_id = {c.client_id: c for c in snapshot.clients}
+    assert (by_id["c1"].last_active, by_id["c1"].messages_sent) == (20.0, 7)
+    assert (by_id["c2"].last_active, by_id["c2"].messages_sent) == (11.0, 0), "not refreshed yet"
+    assert set(by_id) == {"c1", "c2"}, "activity of a client without a record is ignored"
 
 
 def test_record_round_trips():

@@ -68,6 +68,55 @@ async def test_one_round_trip_per_connect_and_disconnect_and_refresh(redis_serve
     await client.aclose()
 
 
+async def test_changed_subscriptions_are_written_by_the_next_refresh(redis_server, executions):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    local = await registry.register(SCOPE, "f" * 32, "chan-4", ["jobupdates.all"], lambda: 0)
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    local.resubscribe(["job-1", "job-2"])
+    assert read_snapshot(reader).clients[0].subscriptions == ["jobupdates.all"]
+    await registry.refresh()
+    assert read_snapshot(reader).clients[0].subscriptions == ["job-1", "job-2"]
+    assert len(executions) == 2
+    reader.close()
+    await client.aclose()
+
+
+async def test_records_lost_by_redis_are_rewritten_by_the_next_refresh(redis_server, executions):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    for n in range(3):
+        await registry.register(SCOPE, f"{n}" * 32, f"chan-{n}", ["jobupdates.all"], lambda: 0)
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    reader.flushall()  # Redis restarted without persistence
+    await registry.refresh()
+    assert len(executions) == 3 + 2, "expected one refresh to find the loss and one to rewrite"
+    assert sorted(c.client_id for c in read_snapshot(reader).clients) == [
+        f"{n}" * 32 for n in range(3)
+    ]
+    await registry.refresh()
+    assert len(executions) == 3 + 2 + 1, "expected a single round trip once rewritten"
+    reader.close()
+    await client.aclose()
+
+
+async def test_a_failed_write_makes_the_next_refresh_rewrite_every_record(redis_server):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    await registry.register(SCOPE, "g" * 32, "chan-5", ["jobupdates.all"], lambda: 0)
+    await registry.register(SCOPE, "h" * 32, "chan-6", ["jobupdates.all"], lambda: 0)
+    registry.redis = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_timeout=1)
+    await registry.unregister("g" * 32)  # the HDEL is lost: Redis still lists "g"
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    assert len(read_snapshot(reader).clients) == 2
+    await registry.redis.aclose()
+    registry.redis = client
+    await registry.refresh()
+    assert [c.client_id for c in read_snapshot(reader).clients] == ["h" * 32]
+    reader.close()
+    await client.aclose()
+
+
 async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_intervals(
     redis_server,
 ):
