@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases, report
+from benchmarks import phases, profiling, report
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.sysstats import machine_info
 from benchmarks.targets import DEFAULT_TARGETS, TARGETS, prepare_database, start
@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="seconds to wait for a quiet machine per phase (20; 0 if --quick)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the server with py-spy during throughput and latency; report module shares",
+    )
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -70,12 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_target(name: str, round_: int, args: argparse.Namespace, database: str) -> dict[str, Any]:
+def run_target(
+    name: str, round_: int, args: argparse.Namespace, database: str, directory: Path
+) -> dict[str, Any]:
     """Start target ``name``, run the chosen phases on it, stop it; return its results."""
     pad = "x" * args.pad_bytes
     logger.info("round %d: %s", round_, name)
     stack = start(name, database, {args.server_core})
     pool: GeneratorPool | None = None
+    profiler: profiling.Profiler | None = None
     run: dict[str, Any] = {"target": name, "round": round_, "connections": args.connections}
     try:
         if name == "project" and "ingest" in args.phases:
@@ -84,6 +92,9 @@ def run_target(name: str, round_: int, args: argparse.Namespace, database: str) 
             phases.warm_up(stack, pad)
             pool = GeneratorPool(args.connections, {args.generator_core})
             run["connect"] = phases.connect(stack, pool)
+            if args.profile and name.startswith("project"):
+                output = directory / f"{name}-{round_}.pyspy"
+                profiler = profiling.Profiler(stack.server.popen.pid, output)
             if "throughput" in args.phases:
                 run["throughput"] = phases.fan_out(
                     stack,
@@ -108,10 +119,13 @@ def run_target(name: str, round_: int, args: argparse.Namespace, database: str) 
                     rate=args.rate,
                     pad=pad,
                 )
+            if profiler is not None:
+                run["profile"] = profiler.stop()
+                profiler = None
             pool.all({"cmd": "close"}, timeout=120)
         crashed = [p.name for p in (stack.server, stack.bridge) if p is not None and not p.running]
         run["flags"] = [
-            f for phase in run.values() if isinstance(phase, dict) for f in phase["flags"]
+            f for phase in run.values() if isinstance(phase, dict) for f in phase.get("flags", [])
         ]
         run["flags"] += [f"{process} exited during the run" for process in crashed]
         errors = [
@@ -123,6 +137,8 @@ def run_target(name: str, round_: int, args: argparse.Namespace, database: str) 
         run["server_errors"] = errors[-10:]
         run["flags"] += [f"{len(errors)} error lines in server logs"] if errors else []
     finally:
+        if profiler is not None:
+            profiler.stop()
         if pool is not None:
             pool.stop()
         stack.stop()
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) % len(args.targets)
             for name in args.targets[shift:] + args.targets[:shift]:  # interleaved A/B order
-                runs.append(run_target(name, round_, args, database))
+                runs.append(run_target(name, round_, args, database, Path(directory)))
     results = {
         "machine": machine_info(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -38,6 +38,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "all_delivered_p99_us": ("latency", "all_delivered_latency_us", "p99"),
     "ingest_forwarded_per_second": ("ingest", "forwarded_per_second"),
     "ingest_bridge_cpu_bound_per_second": ("ingest", "bridge_cpu_bound_per_second"),
+    "registry_share": ("profile", "shares", "registry"),
+    "metrics_share": ("profile", "shares", "metrics"),
 }
 RATIOS = ("server_cpu_us_per_delivery", "idle_bytes_per_connection", "all_delivered_p99_us")
 
@@ -151,6 +153,8 @@ def table(results: dict[str, Any]) -> str:
         ("lost / expected deliveries", "lost", 0, False),
         ("bridge ingest msg/s (seen)", "ingest_forwarded_per_second", 0, False),
         ("bridge ingest msg/s (CPU bound)", "ingest_bridge_cpu_bound_per_second", 0, False),
+        ("registry's share of server CPU samples %", "registry_share", 2, False),
+        ("prometheus-client's share of server CPU samples %", "metrics_share", 2, False),
     ]
     lines = [
         "| metric (median of rounds) | " + " | ".join(names) + " |",
@@ -165,6 +169,8 @@ def table(results: dict[str, Any]) -> str:
                 value /= 1024
             if key.endswith("_us") and value is not None and not ratio:
                 value /= 1000
+            if key.endswith("_share") and value is not None:
+                value *= 100
             if key == "lost":
                 cells.append(f"{entry['lost']:,} / {entry['expected']:,}")
                 continue
