@@ -177,6 +177,12 @@ async def test_two_processes_stats_admin_kill_and_disconnect(cluster, publish):
         publish(json.dumps(UPDATE))
         for ws in (a1, b1, b2):  # the others stay connected and keep receiving
             assert (await recv_json(ws, timeout=2))["job_id"] == "j-1"
+        sent_one = '<td class="field-messages_sent">1</td>'
+        await poll(  # counted in memory, written by B's next refresh
+            "b1's messages sent = 1 in the admin list",
+            lambda: sent_one in http_get(cluster.b_port, f"{CHANGELIST}?q={ids['b1']}", staff)[1],
+            2 * INTERVAL + 1.5,
+        )
         await poll(
             "3 clients after the disconnect",
             lambda: stats(cluster.b_port, staff)["connected_clients"] == 3,
