@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -90,6 +91,12 @@ def files_exist(*paths: str) -> Callable[[str], None]:
     return check
 
 
+def benchmark_args_parse(command: str) -> None:
+    from benchmarks.cli import parse_args
+
+    parse_args(shlex.split(command)[3:])  # exits (SystemExit) on an unknown option
+
+
 def nothing(command: str) -> None:
     return None
 
@@ -104,6 +111,9 @@ class Rule:
 
 RULES = [
     Rule(r"^make (run|test|bench)\b", "skip", "long-running", lambda c: makefile_has(c.split()[1])),
+    Rule(
+        r"^\.venv/bin/python -m benchmarks --targets ", "skip", "long-running", benchmark_args_parse
+    ),
     Rule(
         r"^docker compose -f docker/compose\.yaml ",
         "skip",
