@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import enum
 import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -47,6 +45,7 @@ from jobupdates.protocol import (
     parse_job_update,
 )
 from jobupdates.rejections import Rejections
+from jobupdates.stopping import pause
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
@@ -56,7 +55,6 @@ MAX_BATCH = 500
 """The most messages read, then recorded and sent in one pipeline each."""
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
-T = TypeVar("T")
 
 
 class BridgeState(enum.StrEnum):
@@ -190,7 +188,7 @@ class Bridge:
                     BridgeState.BACKING_OFF,
                     f"lost Redis ({type(exc).__name__}: {exc}); retrying in {delay:.2f}s",
                 )
-                await self._sleep(delay)
+                await pause(self.stopping, delay)
             finally:
                 await client.aclose()
 
@@ -207,10 +205,6 @@ class Bridge:
     def stop(self) -> None:
         """Ask :meth:`run` to return after the message in hand."""
         self.stopping.set()
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
     async def _pump(self, pubsub: aioredis.client.PubSub) -> None:
         while not self.stopping.is_set():

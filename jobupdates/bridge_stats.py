@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from jobupdates.presence import KEY_PREFIX
+from jobupdates.stopping import pause
 
 __all__ = ["BRIDGES_KEY", "BridgeStatsPublisher", "bridge_key", "read_reports"]
 
@@ -150,8 +150,7 @@ class BridgeStatsPublisher:
         while not bridge.stopping.is_set():
             takeovers = bridge.election.takeovers if bridge.election else 0
             await self.publish(bridge.stats, bridge.state, str(bridge.role), takeovers)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(bridge.stopping.wait(), timeout=self.interval)
+            await pause(bridge.stopping, self.interval)
         await self.publish(bridge.stats, "stopped", "standby")
 
 

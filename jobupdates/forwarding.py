@@ -10,7 +10,6 @@ never dropped; only a stop request ends the retries, and that is logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 from jobupdates.history import History
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
 from jobupdates.protocol.positions import with_position
+from jobupdates.stopping import pause
 
 __all__ = ["Forwarder", "GroupSender"]
 
@@ -116,5 +116,4 @@ class Forwarder:
                 logger.warning(
                     "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                await pause(self.stopping, delay)

@@ -15,13 +15,14 @@ the free lease before it reads a message instead of up to an interval later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from jobupdates.stopping import pause
 
 __all__ = ["Election", "Lease", "Role"]
 
@@ -147,8 +148,7 @@ class Election:
         try:
             while not stopping.is_set():
                 await self.check()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=self.interval)
+                await pause(stopping, self.interval)
         finally:
             async with self._lock:
                 self._closed = True

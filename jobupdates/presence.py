@@ -181,7 +181,7 @@ class InstanceInfo:
 
     def to_json(self) -> str:
         """Encode the heartbeat."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return _compact(asdict(self))
 
 
 def decode_client(raw: bytes | str) -> ClientRecord | None:
