@@ -137,12 +137,20 @@ async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_inte
     await client.aclose()
 
 
-async def test_registry_failures_never_reach_the_consumer():
+async def test_registry_failures_never_reach_the_consumer(caplog):
     client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_timeout=1)
     registry = Registry(client, interval=60)
-    await registry.register(SCOPE, "e" * 32, "chan-3", ["jobupdates.all"], lambda: 0)
-    await registry.refresh()
-    await registry.unregister("e" * 32)
+    with caplog.at_level("WARNING", logger="jobupdates.registry"):
+        await registry.register(SCOPE, "e" * 32, "chan-3", ["jobupdates.all"], lambda: 0)
+        await registry.refresh()
+        await registry.unregister("e" * 32)
+    failed = [r.getMessage().split(" (")[0] for r in caplog.records]
+    assert failed == [
+        "registry register failed",
+        "registry refresh failed",
+        "registry unregister failed",
+    ], "expected each failure logged with its reason, none raised"
+    assert all("ConnectionError" in r.getMessage() for r in caplog.records)
     await client.aclose()
 
 
