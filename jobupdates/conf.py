@@ -270,6 +270,18 @@ class Settings:
         return self._get("MAX_BACKLOG_BYTES", 1024 * 1024, v.integer(1024))
 
     @property
+    def DRAIN_SECONDS(self) -> float:
+        """Seconds a stopping server (SIGTERM, SIGINT) spreads its clients' closes
+        over (``server_restarting``, close 1012), so they do not all reconnect at
+        once; at most 60. Default: ``5``."""
+        seconds = self._get("DRAIN_SECONDS", 5.0, v.real(0.0))
+        if seconds > 60:
+            raise ImproperlyConfigured(
+                f"{PREFIX}DRAIN_SECONDS: expected at most 60 seconds, got {seconds:g}"
+            )
+        return seconds
+
+    @property
     def DEAD_LETTER_KEY(self) -> str:
         """Redis list keeping the messages the bridge rejected, newest first.
         Default: ``botrix:jobs:dead-letters``."""

@@ -40,6 +40,8 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SERVER_FULL = "server_full"
     SLOW_CLIENT = "slow_client"
+    SERVER_RESTARTING = "server_restarting"
+    INTERNAL_ERROR = "internal_error"
 
 
 class CloseCode(enum.IntEnum):
@@ -51,6 +53,8 @@ class CloseCode(enum.IntEnum):
     """
 
     NORMAL = 1000
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
     DISCONNECTED_BY_STAFF = 4000
     PROTOCOL_ERROR = 4400
     UNAUTHENTICATED = 4401
