@@ -306,3 +306,13 @@ def test_text_frames_parse_as_websockets_reads_them(length):
     assert frame.opcode is Opcode.TEXT
     assert frame.fin
     assert frame.data == payload
+
+
+def test_loggable_escapes_line_breaks_and_truncates():
+    from jobupdates.protocol.logs import loggable
+
+    assert loggable("a\nCRITICAL django.security forged") == "'a\\nCRITICAL django.security forged'"
+    long = loggable("x" * 15_000)
+    assert "\n" not in long
+    assert long.endswith("... (14802 more characters)"), long[-40:]
+    assert len(long) < 250
