@@ -4,6 +4,7 @@
 | --- | --- |
 | ``DJANGO_SECRET_KEY`` | required unless ``DJANGO_DEBUG`` is on |
 | ``DJANGO_DEBUG`` | off |
+| ``DJANGO_DEV_DATA_DIR`` | ``<project>/.devdata``: where ``DEBUG`` keeps its generated key |
 | ``DJANGO_ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` |
 | ``REDIS_URL`` | ``redis://127.0.0.1:6379/0`` |
 | ``DATABASE_URL`` | ``sqlite:///<project>/db.sqlite3`` |
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -34,6 +36,38 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}: expected a boolean (true/false, 1/0), got {raw!r}")
 
 
+DEV_SECRET_KEY_FILE = "secret-key"
+"""The file, in ``DJANGO_DEV_DATA_DIR``, that keeps the key ``DEBUG`` generated."""
+
+
+def dev_secret_key(data_dir: Path) -> str:
+    """Return the development key kept in ``data_dir``, generating it on first use.
+
+    A key written in the source would let anyone forge sessions and
+    WebSocket tokens offline, so each checkout gets its own random key, kept
+    in a file readable by its owner only (mode 0600). The file is created
+    whole or not at all (written aside, then linked into place), so
+    processes starting together (``make run``) all read the same key.
+    """
+    path = data_dir / DEV_SECRET_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        draft = data_dir / f".{DEV_SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as draft_file:
+            draft_file.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{path}: expected a development secret key, got an empty file")
+    return key
+
+
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -43,7 +77,9 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY: expected a secret key in the environment, got none "
             "(only DJANGO_DEBUG=1 may run without one)."
         )
-    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+    SECRET_KEY = dev_secret_key(
+        Path(os.environ.get("DJANGO_DEV_DATA_DIR") or BASE_DIR / ".devdata")
+    )
 
 ALLOWED_HOSTS = [
     host.strip()

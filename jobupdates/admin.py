@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from jobupdates.conf import conf
 from jobupdates.dead_letters import read_dead_letters
 from jobupdates.models import ConnectedClient, DeadLetter
+from jobupdates.protocol.logs import loggable
 from jobupdates.registry import DISCONNECT_EVENT, read_snapshot, sync_client
 
 __all__ = ["ConnectedClientAdmin", "DeadLetterAdmin"]
@@ -167,7 +168,7 @@ class ConnectedClientAdmin(ReadModelAdmin):
         by = request.user.get_username()
         async_to_sync(_send_disconnects)([c.channel_name for c in clients], by)
         for client in clients:
-            logger.info("%s disconnected client %s", by, client.client_id)
+            logger.info("%s disconnected client %s", loggable(by), loggable(client.client_id))
         self.message_user(
             request, f"Asked {len(clients)} client(s) to disconnect.", messages.SUCCESS
         )

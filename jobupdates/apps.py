@@ -14,8 +14,14 @@ class JobUpdatesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobupdates.checks import check_channel_layer, check_monitoring, check_settings
+        from jobupdates.checks import (
+            check_channel_layer,
+            check_monitoring,
+            check_origins,
+            check_settings,
+        )
 
         checks.register(check_settings)
+        checks.register(check_origins)
         checks.register(check_channel_layer)
         checks.register(check_monitoring)

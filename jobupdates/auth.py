@@ -10,9 +10,10 @@ refusal at the handshake reaches a browser as a bare HTTP 403.
 * ``scope["jobupdates.auth_error"]`` says why an offered token was refused.
 * ``scope["jobupdates.origin_ok"]`` says whether the ``Origin`` is allowed:
   one of ``JOBUPDATES_ALLOWED_ORIGINS`` (``*`` allows any, explicitly), else
-  a host in ``ALLOWED_HOSTS``. A connection without ``Origin`` (not a
-  browser) is allowed only with a token: a session cookie alone could be a
-  cross-site WebSocket hijack.
+  a host in ``ALLOWED_HOSTS``, whose wildcard ``*`` is ignored here: serving
+  any ``Host`` does not make every site's pages trusted. A connection
+  without ``Origin`` (not a browser) is allowed only with a token: a session
+  cookie alone could be a cross-site WebSocket hijack.
 """
 
 from __future__ import annotations
@@ -29,13 +30,25 @@ from django.http.request import split_domain_port, validate_host
 
 from jobupdates.conf import conf
 from jobupdates.redis_client import async_client
-from jobupdates.tokens import TOKEN_PREFIX, TokenError, read_token
+from jobupdates.tokens import TOKEN_PREFIX, TokenError, read_token, used_mark_milliseconds
 
-__all__ = ["AUTH_ERROR", "ORIGIN_OK", "JobUpdatesAuthMiddleware", "offered_token", "origin_allowed"]
+__all__ = [
+    "AUTH_ERROR",
+    "ORIGIN_OK",
+    "WILDCARD_HOST",
+    "JobUpdatesAuthMiddleware",
+    "offered_token",
+    "origin_allowed",
+    "origin_hosts",
+]
 
 AUTH_ERROR = "jobupdates.auth_error"
 ORIGIN_OK = "jobupdates.origin_ok"
 VIA_TOKEN = "jobupdates.via_token"  # noqa: S105 - a scope key, not a secret
+WILDCARD_HOST = "*"
+"""The ``ALLOWED_HOSTS`` entry matching any host: never taken as an allowed origin."""
+DEBUG_HOSTS = (".localhost", "127.0.0.1", "[::1]")
+"""What Django allows when ``ALLOWED_HOSTS`` is empty and ``DEBUG`` is on (``make run``)."""
 
 
 def offered_token(subprotocols: Iterable[str]) -> str | None:
@@ -49,7 +62,11 @@ def offered_token(subprotocols: Iterable[str]) -> str | None:
 def origin_allowed(
     origin: str | None, *, allowed_origins: Sequence[str], allowed_hosts: Sequence[str]
 ) -> bool:
-    """Whether a browser page at ``origin`` may connect."""
+    """Whether a browser page at ``origin`` may connect.
+
+    ``*`` in ``allowed_origins`` allows any origin; ``*`` in ``allowed_hosts``
+    matches none (see :func:`origin_hosts`).
+    """
     if origin is None:
         return False
     if "*" in allowed_origins or origin in allowed_origins:
@@ -60,14 +77,25 @@ def origin_allowed(
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
     domain, _port = split_domain_port(parts.netloc)
-    return bool(domain) and validate_host(domain, list(allowed_hosts))
+    hosts = [host for host in allowed_hosts if host != WILDCARD_HOST]
+    return bool(domain) and validate_host(domain, hosts)
+
+
+def origin_hosts(allowed_hosts: Sequence[str], *, debug: bool) -> list[str]:
+    """The hosts whose pages may connect when ``JOBUPDATES_ALLOWED_ORIGINS`` is empty.
+
+    ``allowed_hosts`` without its wildcard ``*`` (which would let every site's
+    pages ride on a user's cookie); if nothing is left and ``debug`` is on,
+    the local hosts Django serves in ``DEBUG`` with an empty ``ALLOWED_HOSTS``.
+    """
+    hosts = [host for host in allowed_hosts if host != WILDCARD_HOST]
+    if not hosts and debug:
+        return list(DEBUG_HOSTS)
+    return hosts
 
 
 def _allowed_hosts() -> list[str]:
-    """``ALLOWED_HOSTS``, or what Django allows when it is empty and DEBUG is on."""
-    if settings.ALLOWED_HOSTS:
-        return list(settings.ALLOWED_HOSTS)
-    return [".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else []
+    return origin_hosts(settings.ALLOWED_HOSTS, debug=settings.DEBUG)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -110,7 +138,10 @@ class JobUpdatesAuthMiddleware:
             scope[AUTH_ERROR] = str(exc)
             return
         first_use = await async_client().set(
-            conf.TOKEN_USED_PREFIX + claims.nonce, b"1", nx=True, ex=max(1, int(conf.TOKEN_TTL))
+            conf.TOKEN_USED_PREFIX + claims.nonce,
+            b"1",
+            nx=True,
+            px=used_mark_milliseconds(conf.TOKEN_TTL),
         )
         if not first_use:
             scope[AUTH_ERROR] = "expected a fresh token, got one that was already used"

@@ -7,6 +7,7 @@
 | E003 | a ``JOBUPDATES_*`` setting has an invalid value |
 | E004 | ``CHANNEL_LAYERS`` has no ``default`` layer |
 | W001 | a Redis channel layer host without an explicit ``socket_timeout`` |
+| W002 | ``ALLOWED_HOSTS`` has ``*`` and ``JOBUPDATES_ALLOWED_ORIGINS`` is empty |
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
+from jobupdates.auth import WILDCARD_HOST, origin_hosts
 from jobupdates.conf import PREFIX, SETTING_NAMES, conf, redis_url_problem
 
-__all__ = ["check_channel_layer", "check_settings"]
+__all__ = ["check_channel_layer", "check_origins", "check_settings"]
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 
@@ -91,6 +93,35 @@ def check_channel_layer(
                 )
             )
     return messages
+
+
+def check_origins(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when ``ALLOWED_HOSTS`` has ``*`` but no origins are listed.
+
+    The origin check ignores that wildcard (it would let any site's pages use
+    a logged-in user's cookie), so browsers are accepted only from the other
+    hosts: likely not what was meant.
+    """
+    try:
+        origins = conf.ALLOWED_ORIGINS
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    hosts = list(getattr(settings, "ALLOWED_HOSTS", []))
+    if origins or WILDCARD_HOST not in hosts:
+        return []
+    left = origin_hosts(hosts, debug=settings.DEBUG)
+    return [
+        Warning(
+            f"ALLOWED_HOSTS has {WILDCARD_HOST!r} and {PREFIX}ALLOWED_ORIGINS is empty: "
+            "WebSocket pages from other sites are refused (origin_not_allowed), so "
+            f"browsers connect only from {', '.join(left) or 'no host'}.",
+            hint=f"List your pages' origins in {PREFIX}ALLOWED_ORIGINS "
+            "(e.g. https://app.example.com), or set it to * if every client uses a token.",
+            id="jobupdates.W002",
+        )
+    ]
 
 
 MIN_TOKEN_LENGTH = 32

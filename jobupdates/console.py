@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
 from jobupdates.conf import conf
+from jobupdates.protocol.logs import loggable
 from jobupdates.publishing import PublishError, build_payload, parse_data, redact_url
 
 __all__ = ["app_name", "console", "simulate", "urlpatterns"]
@@ -118,8 +119,8 @@ def simulate(request: HttpRequest) -> JsonResponse:
         client.close()
     logger.info(
         "console simulate by %s: published %s on %r (%d receiver(s))",
-        user.get_username(),
-        payload.decode(),
+        loggable(user.get_username()),
+        loggable(payload.decode()),
         channel,
         receivers,
     )

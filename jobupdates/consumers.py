@@ -9,6 +9,11 @@ On connect: refuse (error frame, then a close code) or accept; send
 ``welcome``; join the group with the feed holding updates back; replay what
 the client missed (``?since=``) and the states of its jobs (``?job=``); then
 go live.
+
+Once it closes (its own ``close_with``, or the client), no client frame is
+handled and sends are dropped, as Daphne drops them after a disconnect. Its
+teardown (admission, registry, group, sink) runs exactly once, however the
+consumer ends: a disconnect, an exception, or a cancellation.
 """
 
 from __future__ import annotations
@@ -17,33 +22,41 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from redis.exceptions import RedisError
 
 from jobupdates import gate, protocol
 from jobupdates.admission import admission
+from jobupdates.catchup import catch_up
 from jobupdates.conf import conf
 from jobupdates.deliveries import RECEIVED_AT, counters
-from jobupdates.feed import Feed
-from jobupdates.history import History
-from jobupdates.layers import JobUpdatesChannelLayer, job_update_send
+from jobupdates.feed import Feed, Send
+from jobupdates.layer_faults import Fault, LayerFaults
+from jobupdates.layers import JobUpdatesChannelLayer, MalformedEvent, job_update_send
 from jobupdates.limits import Strikes, TokenBucket
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
 from jobupdates.protocol.connect import ConnectRequest
-from jobupdates.protocol.positions import Position, PositionError, ResetReason
-from jobupdates.redis_client import async_client
+from jobupdates.protocol.logs import loggable
 from jobupdates.registry import LocalClient, get_registry
 from jobupdates.tokens import SUBPROTOCOL
-from jobupdates.transport import abort_later, backlog_probe, frame_writer, raw_send
+from jobupdates.transport import (
+    CLOSED_SEND_ERRORS,
+    abort_later,
+    backlog_probe,
+    frame_writer,
+    raw_send,
+)
 
 __all__ = ["JobUpdatesConsumer"]
 
 logger = logging.getLogger(__name__)
 
+faults = LayerFaults(logger)
+"""Malformed events that reach a consumer (a layer other than the fast path's)."""
 SLOW_CLIENT_GRACE = 2.0
 """Seconds a slow client gets to read its close frame before the socket is aborted."""
 
@@ -55,8 +68,37 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
     request: ConnectRequest = ConnectRequest()
     user_key: str | None = None
     admitted = False
+    closing = False
+    """Set once this server decided to close: client frames are ignored from then on."""
+    closed = False
+    """Set once the close was sent or the connection was found gone: sends are dropped."""
+    torn_down = False
     feed: Feed | None = None
     presence: LocalClient | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the consumer; tear it down however it ends (see :meth:`teardown`)."""
+        try:
+            await super().__call__(scope, receive, self.guarded(send))
+        finally:
+            # shielded: Daphne may cancel again (application_checker), the teardown goes on
+            await asyncio.shield(self.teardown(None))
+
+    def guarded(self, send: Callable[[dict[str, Any]], Awaitable[object]]) -> Send:
+        """``send``, dropping what comes after the close instead of raising."""
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if self.closed:
+                return
+            if message["type"] == "websocket.close":
+                self.closing = self.closed = True
+            try:
+                await send(message)
+            except CLOSED_SEND_ERRORS as exc:
+                self.closing = self.closed = True
+                logger.debug("client %s: send after the close dropped (%s)", self.client_id, exc)
+
+        return guarded_send
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Call the handler for ``message`` without Channels' ORM cleanup.
@@ -84,9 +126,9 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         offered = SUBPROTOCOL in self.scope.get("subprotocols", ())
         await self.accept(subprotocol=SUBPROTOCOL if offered else None)
         await self.send(text_data=protocol.welcome_frame(self.client_id))
-        send = raw_send(self.scope, self.base_send)
+        send = raw_send(self.scope, None)
         feed = self.feed = Feed(
-            send,
+            self.base_send if send is None else self.guarded(send),
             jobs=self.request.job_ids or None,
             write=frame_writer(send),
             backlog=backlog_probe(send),
@@ -98,7 +140,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         if isinstance(self.channel_layer, JobUpdatesChannelLayer):
             self.channel_layer.attach(self.channel_name, feed)
         await self.channel_layer.group_add(conf.GROUP, self.channel_name)
-        await self.catch_up(self.request.since)
+        await catch_up(feed, self.request.since, sorted(feed.jobs or ()), client=self.client_id)
         if conf.REGISTRY:
             self.presence = await get_registry().register(
                 self.scope,
@@ -115,49 +157,24 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         A close before accept reaches a browser as a bare HTTP 403 (1006, no
         reason), so the refusal is sent over an accepted socket instead.
         """
-        logger.info("refused a connection: %s: %s", code.value, message)
+        logger.info("refused a connection: %s: %s", code.value, loggable(message))
         await self.accept()
         await self.close_with(code, message, close_code)
 
     async def close_with(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
-        """Send an error frame, then close; Daphne drops close reasons, the frame says it."""
+        """Send an error frame, then close; Daphne drops close reasons, the frame says it.
+
+        Only the first call closes: a connection closes once.
+        """
+        if self.closing:
+            return
+        self.closing = True
         await self.send(text_data=protocol.error_frame(code, message))
         await self.close(code=int(close_code))  # autobahn rejects IntEnum
 
-    async def catch_up(self, since: str | None, jobs: tuple[str, ...] | None = None) -> None:
-        """Replay what the client missed and send job states, then go live.
-
-        Args:
-            since: The position to resume after, if the client sent one.
-            jobs: The jobs whose states to send; by default all the feed's.
-        """
-        feed = self.feed
-        assert feed is not None
-        history = History.from_conf(async_client())
-        try:
-            if since is not None:
-                await self.replay(history, since)
-            wanted = jobs if jobs is not None else sorted(feed.jobs or ())
-            await feed.send_states(await history.states(wanted))
-        except (RedisError, OSError) as exc:
-            logger.warning("client %s: history unavailable (%s)", self.client_id, exc)
-            await feed.send_reset(ResetReason.HISTORY_UNAVAILABLE, str(exc))
-        await feed.go_live()
-
-    async def replay(self, history: History, since: str) -> None:
-        assert self.feed is not None
-        try:
-            recovery = await history.since(Position.parse(since))
-        except PositionError as exc:
-            reset, detail = ResetReason.INVALID_POSITION, str(exc)
-        else:
-            if recovery.reset is None:
-                await self.feed.replay(recovery.entries)
-                return
-            reset, detail = recovery.reset, "updates were missed; reload the current state"
-        await self.send(text_data=protocol.reset_frame(reset.value, detail))
-
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return  # frames that were queued before the close
         if self.presence is not None:
             self.presence.last_active = time.time()
         if not self.bucket.take(time.monotonic()):
@@ -180,7 +197,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
 
     async def offence(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
         """Answer a bad or excess frame; close the connection after too many."""
-        logger.info("client %s: %s: %s", self.client_id, code.value, message)
+        logger.info("client %s: %s: %s", self.client_id, code.value, loggable(message))
         if self.strikes.add():
             last = f"closed after {self.strikes.count} bad or excess frames; last: {message}"
             if close_code is CloseCode.PROTOCOL_ERROR:
@@ -202,7 +219,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             return
         forbidden = await gate.forbidden_jobs(self.scope.get("user"), new)
         if forbidden:
-            message = f"not allowed to receive job(s) {', '.join(forbidden)}"
+            message = gate.job_forbidden_message(forbidden)
             await self.send(text_data=protocol.error_frame(ErrorCode.JOB_FORBIDDEN, message))
             return
         feed.hold()
@@ -210,7 +227,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=protocol.subscriptions_frame(ServerMessageType.SUBSCRIBED, job_ids)
         )
-        await self.catch_up(None, new)
+        await catch_up(feed, None, new, client=self.client_id)
         self.update_presence()
 
     async def unsubscribe(self, job_ids: tuple[str, ...]) -> None:
@@ -250,25 +267,69 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         raise StopConsumer
 
     async def disconnect(self, code: int) -> None:
-        if not self.admitted:
+        await self.teardown(code)
+
+    async def teardown(self, code: int | None) -> None:
+        """Release what the connection holds, once; each step fails on its own.
+
+        Args:
+            code: The close code, or None if the consumer ended otherwise.
+        """
+        if self.torn_down or not self.admitted:
             return
-        if isinstance(self.channel_layer, JobUpdatesChannelLayer):
-            self.channel_layer.detach(self.channel_name)
-        await self.channel_layer.group_discard(conf.GROUP, self.channel_name)
+        self.torn_down = self.closing = True
+        layer = self.channel_layer
+        if isinstance(layer, JobUpdatesChannelLayer):
+            layer.detach(self.channel_name)
         admission.release(self.user_key)
-        if self.presence is not None:
-            await get_registry().unregister(self.client_id)
-        logger.info("client %s disconnected (code %s)", self.client_id, code)
+        if conf.REGISTRY:  # also when cancelled while registering: a no-op if not there
+            await self._step("registry unregister", get_registry().unregister(self.client_id))
+        await self._step("group discard", layer.group_discard(conf.GROUP, self.channel_name))
+        how = "ended without a close" if code is None else f"code {code}"
+        logger.info("client %s disconnected (%s)", self.client_id, how)
+
+    async def _step(self, what: str, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except Exception as exc:  # the other steps must still run
+            logger.warning(
+                "client %s: %s failed on disconnect (%s: %s)",
+                self.client_id,
+                what,
+                type(exc).__name__,
+                exc,
+            )
 
     async def job_update(self, event: dict[str, Any]) -> None:
-        """Hand one update to the feed (with a channel layer other than the fast path)."""
-        if self.feed is not None:
-            await self.feed(job_update_send(event))
+        """Hand one update to the feed (with a channel layer other than the fast path).
+
+        Counted as a delivery only if the feed sent it (not filtered out).
+        """
+        if self.feed is None or self.closing:
+            return
+        try:
+            message = job_update_send(event)
+        except MalformedEvent as exc:
+            faults.record(Fault.MALFORMED_EVENT, f"client {self.client_id}: {exc}")
+            return
+        if await self.feed(message):
             counters.direct(event.get(RECEIVED_AT))
+
+    async def jobupdates_sink_failed(self, event: dict[str, Any]) -> None:
+        """The fast path failed to write to this connection: close it (1011), nothing else."""
+        logger.warning(
+            "client %s: delivery failed (%s); closing it",
+            self.client_id,
+            loggable(event.get("reason")),
+        )
+        message = "the server failed to deliver to this connection; reconnect with since="
+        await self.close_with(ErrorCode.INTERNAL_ERROR, message, CloseCode.INTERNAL_ERROR)
 
     async def jobupdates_disconnect(self, event: dict[str, Any]) -> None:
         """Close on a staff member's request (admin action): error frame, then 4000."""
-        logger.info("client %s disconnected by staff (%s)", self.client_id, event.get("by"))
+        logger.info(
+            "client %s disconnected by staff (%s)", self.client_id, loggable(event.get("by"))
+        )
         message = "a staff member disconnected this client; reload the page to reconnect"
         await self.close_with(
             ErrorCode.DISCONNECTED_BY_STAFF, message, CloseCode.DISCONNECTED_BY_STAFF

@@ -88,16 +88,34 @@ class Feed:
             return False  # recorded before the replay read it, published after: sent already
         write = self.write
         if write is not None and "frame" in message:
-            write(message["frame"])
+            write(message["frame"])  # the hot path: inlined, as :meth:`_emit` does it
+            self.sent += 1
+            self.position = message.get("position") or self.position
+            if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
+                self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
         else:
-            await self.send(message)
-        self.sent += 1
-        self.position = message.get("position") or self.position
-        if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
-            self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
+            await self._emit(message)
         return True
 
+    async def _emit(self, message: dict[str, Any]) -> None:
+        """Send one message through the ASGI ``send``, then check the backlog bound.
+
+        Every write but the fast path's goes through here (replay, states,
+        held updates, resets), so none of them can pass the bound either.
+        """
+        await self.send(message)
+        self.sent += 1
+        if (position := message.get("position")) is not None:
+            self.position = position
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
+            self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
+
     def _overflow(self, reason: str) -> None:
+        if self.overflowed:
+            return
         self.overflowed = True
         if self.on_overflow is not None:
             self.on_overflow(reason)
@@ -108,8 +126,13 @@ class Feed:
             self._held = []
 
     async def replay(self, entries: Iterable[ReplayEntry]) -> None:
-        """Send history entries in order, before the live updates held back."""
+        """Send history entries in order, before the live updates held back.
+
+        Stops at the first entry past the backlog bound (see :attr:`overflowed`).
+        """
         for entry in entries:
+            if self.overflowed:
+                return
             if self.wants(entry.job_id):
                 await self._send_text(entry.frame)
             self.last_replayed = entry.position
@@ -118,6 +141,8 @@ class Feed:
     async def send_states(self, entries: Iterable[ReplayEntry]) -> None:
         """Send each subscribed job's latest state as a ``job_state`` frame."""
         for entry in entries:
+            if self.overflowed:
+                return
             await self._send_text(as_state(entry.frame))
             self._state_positions[entry.job_id] = entry.position
 
@@ -125,13 +150,11 @@ class Feed:
         """Send the updates held back, minus those the replay or a state covered."""
         held = self._held or []
         index = 0
-        while index < len(held):  # what arrives meanwhile is appended, and sent in turn
+        while index < len(held) and not self.overflowed:  # arrivals meanwhile are appended
             message = held[index]
             index += 1
             if not self._covered(message):
-                await self.send(message)
-                self.sent += 1
-                self.position = message.get("position") or self.position
+                await self._emit(message)
         self._held = None
 
     def resume_point(self, fallback: Position) -> Position:
@@ -148,8 +171,8 @@ class Feed:
         await self._send_text(reset_frame(reason.value, message))
 
     async def _send_text(self, text: str) -> None:
-        await self.send({"type": "websocket.send", "text": text})
-        self.sent += 1
+        if not self.overflowed:
+            await self._emit({"type": "websocket.send", "text": text})
 
     def _covered(self, message: dict[str, Any]) -> bool:
         """Whether the replay or a state already sent ``message``'s update.

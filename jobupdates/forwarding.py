@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from jobupdates.history import History
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
+from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import with_position
 from jobupdates.stopping import pause
 
@@ -83,7 +84,7 @@ class Forwarder:
             ]
             await self._send(events)
         except _Stopped as stopped:
-            jobs = ", ".join(update.job_id for update, _ in batch[:10])
+            jobs = ", ".join(loggable(update.job_id, 60) for update, _ in batch[:10])
             logger.error(
                 "stopping with %d update(s) not forwarded (jobs %s; %s failed)",
                 len(batch),

@@ -5,10 +5,15 @@ the origin check, the user), parses the connect query, asks the permission
 policy, and counts the connection against the process's limits. It returns
 an :class:`Admitted` connection, or the :data:`Refusal` the consumer sends
 as an error frame and a close code.
+
+Refusal messages name what the client sent only through
+:func:`jobupdates.protocol.logs.loggable` (escaped and truncated): they are
+logged, and a job id is any text up to 255 characters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +25,17 @@ from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
 from jobupdates.conf import conf
 from jobupdates.protocol import CloseCode, ErrorCode, FrameError
 from jobupdates.protocol.connect import ConnectRequest, parse_connect_query
+from jobupdates.protocol.logs import loggable
 
-__all__ = ["Admitted", "Refusal", "admit", "forbidden_jobs"]
+__all__ = ["Admitted", "Refusal", "admit", "forbidden_jobs", "job_forbidden_message"]
 
 Refusal = tuple[ErrorCode, str, CloseCode]
 """What to refuse a connection with: error code, message, close code."""
+
+JOBS_NAMED = 5
+"""Denied jobs named in a ``job_forbidden`` message; the rest are counted."""
+JOB_ID_LIMIT = 60
+"""Characters of each named job id's ``repr`` kept in a message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +74,7 @@ async def admit(scope: dict[str, Any]) -> Admitted | Refusal:
         return ErrorCode.FORBIDDEN, message, CloseCode.FORBIDDEN
     denied = await forbidden_jobs(user, jobs)
     if denied:
-        message = f"not allowed to receive job(s) {', '.join(denied)}"
-        return ErrorCode.JOB_FORBIDDEN, message, CloseCode.FORBIDDEN
+        return ErrorCode.JOB_FORBIDDEN, job_forbidden_message(denied), CloseCode.FORBIDDEN
     user_key = str(user.pk) if authenticated and user is not None else None
     limit = admission.admit(
         user_key,
@@ -77,6 +87,17 @@ async def admit(scope: dict[str, Any]) -> Admitted | Refusal:
         message = f"expected at most {conf.MAX_CONNECTIONS_PER_USER} connections per user"
         return limit, message, CloseCode.RATE_LIMITED
     return Admitted(request, user_key)
+
+
+def job_forbidden_message(denied: Sequence[str]) -> str:
+    """Say which jobs were denied: at most ``JOBS_NAMED``, each escaped and truncated.
+
+    >>> job_forbidden_message(["j-1", "a\\nCRITICAL"])
+    "not allowed to receive job(s) 'j-1', 'a\\\\nCRITICAL'"
+    """
+    named = ", ".join(loggable(job, JOB_ID_LIMIT) for job in denied[:JOBS_NAMED])
+    more = len(denied) - JOBS_NAMED
+    return f"not allowed to receive job(s) {named}" + (f" and {more} more" if more > 0 else "")
 
 
 async def _may_view_all_jobs(user: Any) -> bool:

@@ -4,20 +4,31 @@ The bridge :meth:`History.append`\\ s every valid update: one script call adds
 it to a Redis Stream (its entry ID becomes the update's *position*), trims the
 stream by size and age, and stores the job's latest state with a TTL.
 Consumers read it back to replay what a reconnecting client missed
-(:meth:`History.since`) and to send a job's current state on subscribe
-(:meth:`History.states`).
+(:meth:`History.pages`, a page at a time) and to send a job's current state on
+subscribe (:meth:`History.states`).
+
+Reads are paged so that a replay holds little in memory at once: a page holds
+about :data:`PAGE_BYTES` of entries, and the reader stops asking for pages
+as soon as its client stops keeping up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from jobupdates.protocol.positions import Position, ResetReason, plan_recovery, with_position
 
-__all__ = ["History", "Recovery", "ReplayEntry"]
+__all__ = ["FIRST_PAGE", "MAX_PAGE", "PAGE_BYTES", "History", "Recovery", "ReplayEntry"]
+
+FIRST_PAGE = 4
+"""Entries in the first page of a replay, before their size is known."""
+MAX_PAGE = 256
+"""The most entries in one page."""
+PAGE_BYTES = 256 * 1024
+"""About how many bytes of entries one page holds (from the sizes seen so far)."""
 
 # KEYS: stream, state key. ARGV: max entries, max age (ms, 0 = no limit),
 # state TTL (s), job id, frame. Returns the new entry's ID.
@@ -121,12 +132,13 @@ class History:
             positions = await pipe.execute()
         return [_text(position) for position in positions]
 
-    async def since(self, since: Position) -> Recovery:
-        """Return every entry after ``since``, or why they cannot all be replayed."""
+    async def since(self, since: Position, *, count: int | None = None) -> Recovery:
+        """Return the entries after ``since`` (at most ``count``), or why they cannot all
+        be replayed. One round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.xrange(self.stream_key, "-", "+", count=1)
             pipe.xrevrange(self.stream_key, "+", "-", count=1)
-            pipe.xrange(self.stream_key, f"({since}", "+")
+            pipe.xrange(self.stream_key, f"({since}", "+", count=count)
             oldest, newest, after = await pipe.execute()
         first = _first_id(oldest)
         reset = plan_recovery(since, first, _first_id(newest))
@@ -134,6 +146,31 @@ class History:
             return Recovery(reset, oldest=first)
         entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)
         return Recovery(None, entries, oldest=first)
+
+    async def pages(self, since: Position) -> AsyncGenerator[Recovery, None]:
+        """Yield the entries after ``since`` a page at a time, oldest first.
+
+        Each page is checked as :meth:`since` checks the first: if the history
+        was trimmed past the last entry read (or lost), the last page yielded
+        is a reset. Stop iterating (``aclosing``) to stop reading.
+        """
+        count = FIRST_PAGE
+        while True:
+            page = await self.since(since, count=count)
+            yield page
+            if page.reset is not None or len(page.entries) < count:
+                return
+            since = page.entries[-1].position
+            size = sum(len(entry.frame) for entry in page.entries) // len(page.entries)
+            count = max(1, min(MAX_PAGE, PAGE_BYTES // max(1, size)))
+
+    async def bounds(self) -> tuple[Position | None, Position | None]:
+        """The oldest and newest positions the history holds (None if it is empty)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(self.stream_key, "-", "+", count=1)
+            pipe.xrevrange(self.stream_key, "+", "-", count=1)
+            oldest, newest = await pipe.execute()
+        return _first_id(oldest), _first_id(newest)
 
     async def states(self, job_ids: Iterable[str]) -> list[ReplayEntry]:
         """Return the latest update (a ``job_update`` frame with its position) of each

@@ -11,6 +11,11 @@ take channels_redis's ordinary path, so the layer stays a standard one.
 
 Group membership is still ``group_add``/``group_discard``: a sink only
 receives what its channel's groups receive.
+
+One bad message never stops the receive loop: bytes that do not decode and
+malformed events are dropped, a sink that raises is detached and its
+consumer asked to close (:data:`SINK_FAILED_EVENT`), and each fault is
+logged (throttled) and counted (:mod:`jobupdates.layer_faults`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,18 @@ from channels_redis.utils import _wrap_close, decode_hosts
 from redis.exceptions import RedisError
 
 from jobupdates.deliveries import RECEIVED_AT, counters
+from jobupdates.layer_faults import Fault, LayerFaults
 from jobupdates.protocol import JOB_UPDATE_EVENT
+from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.wire import text_frame
 
-__all__ = ["JobUpdatesChannelLayer", "Sink", "job_update_send"]
+__all__ = [
+    "SINK_FAILED_EVENT",
+    "JobUpdatesChannelLayer",
+    "MalformedEvent",
+    "Sink",
+    "job_update_send",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +55,42 @@ Sink = Callable[[dict[str, Any]], Awaitable[object]]
 send it (filtered out), anything else if it did."""
 
 
+SINK_FAILED_EVENT = "jobupdates.sink_failed"
+"""Event the layer puts on a channel whose sink raised: ``{"type": ..., "reason": str}``.
+The consumer closes that connection (1011); the sink is already detached."""
+
+
+class MalformedEvent(ValueError):
+    """A job-update event without what a job update needs; it is dropped."""
+
+
 def job_update_send(event: dict[str, Any]) -> dict[str, Any]:
     """The ``websocket.send`` message of a job update, built once per process.
 
     ``job_id`` and ``position`` ride along for the sinks' filters, and
     ``frame``, the WebSocket frame, for sinks that write to the socket
     themselves; ASGI servers ignore keys they do not know.
+
+    Raises:
+        MalformedEvent: If ``text`` is missing or not a str, or ``job_id`` or
+            ``position`` is neither a str nor absent.
     """
-    text: str = event["text"]
+    text = event.get("text")
+    if not isinstance(text, str):
+        got = f"'text' = {loggable(text)}" if "text" in event else f"keys {loggable(list(event))}"
+        raise MalformedEvent(f"expected a {JOB_UPDATE_EVENT!r} event with a str 'text', got {got}")
+    job_id, position = event.get("job_id"), event.get("position")
+    for key, value in (("job_id", job_id), ("position", position)):
+        if value is not None and not isinstance(value, str):
+            raise MalformedEvent(
+                f"expected {key!r} of a {JOB_UPDATE_EVENT!r} event to be a str or absent,"
+                f" got {loggable(value)}"
+            )
     return {
         "type": "websocket.send",
         "text": text,
-        "job_id": event.get("job_id"),
-        "position": event.get("position"),
+        "job_id": job_id,
+        "position": position,
         "frame": text_frame(text.encode()),
     }
 
@@ -109,6 +145,7 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts, **kwargs)
         self.sinks: dict[str, Sink] = {}
+        self.faults = LayerFaults(logger)
         self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
 
 
@@ -121,18 +158,10 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
     _resyncs: set[asyncio.Task[None]] | None = None
 
     async def _do_receiving(self) -> None:
+        faults = self.channel_layer.faults
         while True:
             try:
-                if self._pubsub is not None and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=READ_TIMEOUT
-                    )
-                    if self._gap_started is not None:  # the read re-subscribed
-                        self._resubscribed(self._gap_started)
-                    if message is not None:
-                        await self._route(message["channel"], message["data"])
-                else:
-                    await asyncio.sleep(READ_TIMEOUT)
+                message = await self._read()
             except (RedisError, OSError) as exc:
                 if self._gap_started is None:
                     self._gap_started = time.time()
@@ -143,6 +172,30 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     RETRY_SECONDS,
                 )
                 await asyncio.sleep(RETRY_SECONDS)
+                continue
+            except Exception as exc:  # a bug: never a busy loop, never the end of the fan-out
+                faults.record(Fault.UNEXPECTED, f"reading failed: {loggable(exc)}", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if message is not None:
+                try:
+                    await self._route(message["channel"], message["data"])
+                except Exception as exc:  # the next message is routed whatever this one did
+                    faults.record(Fault.UNEXPECTED, f"routing failed: {loggable(exc)}", exc)
+            if faults.pending:
+                faults.summarize()
+
+    async def _read(self) -> dict[str, Any] | None:
+        """The next pub/sub message, or None after :data:`READ_TIMEOUT` without one."""
+        if self._pubsub is None or not self._pubsub.subscribed:
+            await asyncio.sleep(READ_TIMEOUT)
+            return None
+        message: dict[str, Any] | None = await self._pubsub.get_message(
+            ignore_subscribe_messages=True, timeout=READ_TIMEOUT
+        )
+        if self._gap_started is not None:  # the read re-subscribed
+            self._resubscribed(self._gap_started)
+        return message
 
     def _resubscribed(self, gap_started: float) -> None:
         """Hold every feed back, then replay what the gap cost them (see jobupdates.resync)."""
@@ -175,11 +228,17 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         members = layer.groups.get(name)
         if not members:
             return
+        event = self._decode(name, data)
+        if event is None:
+            return
         send: dict[str, Any] | None = None
-        if layer.sinks:
-            event = layer.channel_layer.deserialize(data)
-            if event.get("type") == JOB_UPDATE_EVENT:
-                send = job_update_send(event)
+        if event["type"] == JOB_UPDATE_EVENT:
+            try:
+                built = job_update_send(event)
+            except MalformedEvent as exc:  # dropped for every member, queued or not
+                layer.faults.record(Fault.MALFORMED_EVENT, f"on {name!r}: {exc}")
+                return
+            send = built if layer.sinks else None
         delivered = 0
         for channel in tuple(members):  # a sink may await while membership changes
             queue = layer.channels.get(channel)
@@ -193,8 +252,35 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             try:
                 if await sink(send) is not False:  # type: ignore[arg-type]
                     delivered += 1
-            except Exception:  # one broken connection must not stop the fan-out
-                logger.exception("direct send to %s failed; it falls back to its queue", channel)
-                layer.sinks.pop(channel, None)
+            except Exception as exc:  # one broken connection must not stop the fan-out
+                self._sink_failed(channel, queue, exc)
         if send is not None:  # once per update and process, for the registry and /metrics
             counters.fanout(delivered, event.get(RECEIVED_AT))
+
+    def _decode(self, name: str, data: bytes) -> dict[str, Any] | None:
+        """The event in a group message; None (dropped, recorded) if it is not one.
+
+        Checked once per process, so no consumer gets what it cannot dispatch.
+        """
+        faults = self.channel_layer.faults
+        try:
+            event = self.channel_layer.channel_layer.deserialize(data)
+        except Exception as exc:
+            detail = f"expected a layer message on {name!r}, got {loggable(data)} ({loggable(exc)})"
+            faults.record(Fault.UNDECODABLE, detail)
+            return None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            detail = f"expected a dict with a str 'type' on {name!r}, got {loggable(event)}"
+            faults.record(Fault.MALFORMED_EVENT, detail)
+            return None
+        return event
+
+    def _sink_failed(self, channel: str, queue: asyncio.Queue[bytes], exc: Exception) -> None:
+        """Detach ``channel``'s sink and ask its consumer to close the connection."""
+        layer = self.channel_layer
+        layer.sinks.pop(channel, None)
+        reason = f"its direct send raised {type(exc).__name__}"
+        event = {"type": SINK_FAILED_EVENT, "reason": reason}
+        queue.put_nowait(layer.channel_layer.serialize(event))
+        detail = f"{reason}: {loggable(exc)}; detached {channel}, its consumer closes it (1011)"
+        layer.faults.record(Fault.SINK_FAILED, detail, exc)

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from jobupdates.protocol.logs import loggable
 from jobupdates.stopping import pause
 
 __all__ = ["Election", "Lease", "Role"]
@@ -169,4 +170,6 @@ class Election:
             logger.info("bridge %s is now the active bridge", self.lease.holder)
         else:
             self.active.clear()
-            logger.warning("bridge %s is now a standby (active: %s)", self.lease.holder, holder)
+            logger.warning(
+                "bridge %s is now a standby (active: %s)", self.lease.holder, loggable(holder)
+            )

@@ -1,7 +1,8 @@
 """Prometheus metrics, served at ``/metrics`` (see :mod:`jobupdates.views`).
 
 Server processes record their own series (connections, connects,
-disconnects, deliveries, delivery latency, registry Redis errors) with
+disconnects, deliveries, delivery latency, registry Redis errors, channel
+layer faults) with
 prometheus-client. When several processes share a host, set
 ``PROMETHEUS_MULTIPROC_DIR`` to one empty directory for all of them (before
 they start): each process then writes its series to files there and
@@ -42,6 +43,7 @@ __all__ = [
     "DELIVERIES",
     "DELIVERY_LATENCY",
     "DISCONNECTS",
+    "LAYER_ERRORS",
     "REDIS_RECONNECTS",
     "BridgeCollector",
     "render",
@@ -71,6 +73,12 @@ REDIS_RECONNECTS = Counter(
     "jobupdates_redis_reconnects",
     "Failed Redis calls after which the component reconnects.",
     ["component"],
+)
+LAYER_ERRORS = Counter(
+    "jobupdates_layer_errors",
+    "Messages the channel layer dropped, and sinks it detached, by reason"
+    " (see jobupdates.layer_faults).",
+    ["reason"],
 )
 
 

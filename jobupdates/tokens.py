@@ -9,23 +9,36 @@ and a random nonce. A client offers it as a WebSocket subprotocol::
 
 so it stays out of URLs and access logs. It expires after
 ``JOBUPDATES_TOKEN_TTL`` seconds and the consumer accepts each nonce once
-(see :mod:`jobupdates.auth`).
+(see :mod:`jobupdates.auth`): the first use marks the nonce used in Redis for
+:func:`used_mark_milliseconds`, longer than the token can still be valid.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
 from django.core import signing
 
-__all__ = ["SUBPROTOCOL", "TOKEN_PREFIX", "TokenClaims", "TokenError", "mint_token", "read_token"]
+__all__ = [
+    "SUBPROTOCOL",
+    "TOKEN_PREFIX",
+    "USED_MARK_MARGIN_MS",
+    "TokenClaims",
+    "TokenError",
+    "mint_token",
+    "read_token",
+    "used_mark_milliseconds",
+]
 
 SUBPROTOCOL = "jobupdates.v1"
 """The subprotocol the server selects when a client offers it."""
 TOKEN_PREFIX = "token."  # noqa: S105 - a prefix, not a secret
 """A subprotocol starting with this carries a token."""
 _SALT = "jobupdates.ws-token"
+USED_MARK_MARGIN_MS = 1000
+"""Extra life of a used mark, for clocks of server processes that differ a little."""
 
 
 class TokenError(ValueError):
@@ -66,3 +79,17 @@ def read_token(token: str, max_age: float) -> TokenClaims:
     if not (isinstance(claims, dict) and isinstance(claims.get("u"), str) and claims.get("n")):
         raise TokenError("expected a token naming a user, got one without") from None
     return TokenClaims(user_pk=claims["u"], nonce=str(claims["n"]))
+
+
+def used_mark_milliseconds(ttl: float) -> int:
+    """Milliseconds to keep a nonce marked used, for tokens valid ``ttl`` seconds.
+
+    A token is valid at most ``ttl`` seconds after it was minted (its
+    timestamp is rounded down to the second), and it is first used after it
+    was minted; so a mark kept ``ttl`` seconds, rounded up to the
+    millisecond, outlives the token. ``USED_MARK_MARGIN_MS`` more covers
+    clocks that differ between the process that minted it and the one that
+    read it. Rounding ``ttl`` down instead (5.9 to 5 s) would let a replay
+    through during the last 0.9 s.
+    """
+    return math.ceil(ttl * 1000) + USED_MARK_MARGIN_MS

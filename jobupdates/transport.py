@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "CLOSED_SEND_ERRORS",
     "RAW_SEND",
     "RawSendMiddleware",
     "abort_later",
@@ -27,6 +28,23 @@ __all__ = [
 ]
 
 RAW_SEND = "jobupdates.raw_send"
+
+
+def _closed_send_errors() -> tuple[type[Exception], ...]:
+    """What a server's ``send`` raises once the connection is closing or gone.
+
+    Daphne passes a send to autobahn, which raises ``Disconnected`` between the
+    close frame and the disconnect (afterwards Daphne drops sends itself);
+    uvicorn raises an ``OSError`` (``ClientDisconnected``).
+    """
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # not under Daphne
+        return (OSError,)
+    return (Disconnected, OSError)
+
+
+CLOSED_SEND_ERRORS = _closed_send_errors()
 
 
 class RawSendMiddleware:

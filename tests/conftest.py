@@ -77,11 +77,14 @@ LAYER_SETTINGS = {
 }
 
 
-def _stack(redis_server: RedisServer, database: str, layer: str) -> Iterator[Stack]:
+def _stack(
+    redis_server: RedisServer, database: str, layer: str, **overrides: str
+) -> Iterator[Stack]:
     env = child_env(
         REDIS_URL=redis_server.url,
         DATABASE_URL=database,
         DJANGO_SETTINGS_MODULE=LAYER_SETTINGS[layer],
+        **overrides,
     )
     daphne, port = start_daphne(env)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobupdates.auth import offered_token, origin_allowed
+from jobupdates.auth import offered_token, origin_allowed, origin_hosts
 
 HOSTS = ["127.0.0.1", "localhost", ".example.com"]
 
@@ -59,3 +59,66 @@ def test_empty_allowed_hosts_follow_django_in_debug(settings):
     )
     settings.DEBUG = False
     assert _allowed_hosts() == []
+
+
+@pytest.mark.parametrize(
+    ("hosts", "origin", "allowed"),
+    [
+        (["*"], "https://evil.example", False),
+        (["*"], "http://127.0.0.1:8000", False),
+        (["*", "app.example.com"], "https://app.example.com", True),
+        (["*", "app.example.com"], "https://evil.example", False),
+    ],
+)
+def test_a_wildcard_in_allowed_hosts_never_allows_an_origin(hosts, origin, allowed):
+    """Serving any Host must not let any site's page ride on a user's cookie."""
+    assert origin_allowed(origin, allowed_origins=(), allowed_hosts=hosts) is allowed
+
+
+def test_only_an_explicit_star_origin_allows_any_site():
+    assert origin_allowed("https://evil.example", allowed_origins=("*",), allowed_hosts=["*"])
+
+
+def test_origin_hosts_drop_the_wildcard_and_fall_back_to_local_hosts_in_debug():
+    assert origin_hosts(["*"], debug=False) == []
+    assert origin_hosts(["*"], debug=True) == [".localhost", "127.0.0.1", "[::1]"]
+    assert origin_hosts(["*", "app.example.com"], debug=True) == ["app.example.com"]
+    assert origin_hosts([], debug=True) == [".localhost", "127.0.0.1", "[::1]"]
+
+
+def test_the_middleware_ignores_a_wildcard_allowed_host(settings):
+    from jobupdates.auth import _allowed_hosts
+
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.DEBUG = False
+    assert not origin_allowed(
+        "https://evil.example", allowed_origins=(), allowed_hosts=_allowed_hosts()
+    )
+
+
+def test_empty_allowed_hosts_in_debug_allow_local_pages_only(settings):
+    """What docs/troubleshooting.md says: `make run` pages work, other sites do not."""
+    from jobupdates.auth import _allowed_hosts
+
+    settings.ALLOWED_HOSTS = []
+    settings.DEBUG = True
+    hosts = _allowed_hosts()
+    for origin in ("http://localhost:8000", "http://app.localhost", "http://127.0.0.1:8000"):
+        assert origin_allowed(origin, allowed_origins=(), allowed_hosts=hosts), origin
+    assert not origin_allowed("http://192.168.1.5:8000", allowed_origins=(), allowed_hosts=hosts)
+
+
+def test_job_forbidden_message_escapes_and_bounds_job_ids():
+    from jobupdates.gate import JOB_ID_LIMIT, JOBS_NAMED, job_forbidden_message
+
+    forged = "a\nCRITICAL django.security.SuspiciousOperation: forged"
+    message = job_forbidden_message([forged])
+    assert "\n" not in message
+    assert message == f"not allowed to receive job(s) {forged!r}"
+    long_ids = [f"{n}-" + "x" * 253 for n in range(100)]
+    message = job_forbidden_message(long_ids)
+    assert message.endswith(f" and {100 - JOBS_NAMED} more")
+    assert len(message) < JOBS_NAMED * (JOB_ID_LIMIT + 40) + 60
+    assert "'0-xxx" in message
+    assert "'4-xxx" in message
+    assert "'5-" not in message

@@ -66,3 +66,17 @@ def test_missing_socket_timeout_is_w001(settings):
         "default": {**REDIS_LAYER, "CONFIG": {"hosts": ["redis://127.0.0.1:6379"]}}
     }
     assert ids() == ["jobupdates.W001"]
+
+
+def test_a_wildcard_allowed_host_without_origins_is_w002(settings):
+    settings.CHANNEL_LAYERS = {"default": REDIS_LAYER}
+    settings.ALLOWED_HOSTS = ["*"]
+    messages = [m for m in checks.run_checks() if m.id == "jobupdates.W002"]
+    assert len(messages) == 1
+    assert "refused" in messages[0].msg
+    assert "JOBUPDATES_ALLOWED_ORIGINS" in messages[0].hint
+    settings.JOBUPDATES_ALLOWED_ORIGINS = "https://app.example.com"
+    assert ids() == [], "expected explicit origins to settle it"
+    settings.JOBUPDATES_ALLOWED_ORIGINS = ""
+    settings.ALLOWED_HOSTS = ["app.example.com"]
+    assert ids() == []

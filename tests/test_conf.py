@@ -84,3 +84,25 @@ def test_wrong_types_in_django_settings(settings):
 )
 def test_good_redis_urls(url):
     assert redis_url_problem(url) is None
+
+
+def test_debug_key_is_random_kept_private_and_reused(tmp_path):
+    from botrix_site.settings import DEV_SECRET_KEY_FILE, dev_secret_key
+
+    key = dev_secret_key(tmp_path / "devdata")
+    path = tmp_path / "devdata" / DEV_SECRET_KEY_FILE
+    assert path.read_text().strip() == key
+    assert path.stat().st_mode & 0o777 == 0o600, "expected the owner alone to read it"
+    assert len(key) >= 50
+    assert "insecure" not in key
+    assert dev_secret_key(tmp_path / "devdata") == key, "expected the same key on every start"
+    assert dev_secret_key(tmp_path / "other") != key, "expected each checkout its own key"
+    assert sorted(p.name for p in path.parent.iterdir()) == [DEV_SECRET_KEY_FILE]
+
+
+def test_an_empty_debug_key_file_is_refused(tmp_path):
+    from botrix_site.settings import DEV_SECRET_KEY_FILE, dev_secret_key
+
+    (tmp_path / DEV_SECRET_KEY_FILE).write_text("\n")
+    with pytest.raises(ImproperlyConfigured, match="expected a development secret key"):
+        dev_secret_key(tmp_path)

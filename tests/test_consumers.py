@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 
+from jobupdates.admission import admission
 from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
 from jobupdates.history import History
@@ -128,7 +129,7 @@ async def test_job_subscriptions_follow_the_authorizer(settings, history_redis):
     assert (error["code"], code) == ("job_forbidden", 4403), "the default denies non-staff"
     settings.JOBUPDATES_JOB_AUTHORIZER = "tests.test_consumers.only_mine"
     error, _ = await refused(communicator(user, "job=mine-1&job=theirs"))
-    assert error["message"] == "not allowed to receive job(s) theirs"
+    assert error["message"] == "not allowed to receive job(s) 'theirs'"
     comm = await connected(user, "job=mine-1")
     await send_update("theirs")
     mine = await send_update("mine-1")
@@ -369,3 +370,111 @@ async def test_the_registry_can_be_turned_off(staff, settings, monkeypatch):
     monkeypatch.setattr("jobupdates.consumers.get_registry", must_not_register)
     comm = await connected(staff)
     await comm.disconnect()
+
+
+# Teardown and closing
+
+
+async def test_frames_queued_behind_the_close_are_not_handled(staff, settings):
+    settings.JOBUPDATES_MAX_STRIKES = 3
+    comm = await connected(staff)
+    for n in range(6):  # three more than the limit, all queued before the close
+        await comm.send_to(text_data=f"not json {n}")
+    codes = [(await comm.receive_json_from())["code"] for _ in range(3)]
+    assert codes == ["invalid_json", "invalid_json", "too_many_bad_frames"]
+    assert await comm.receive_output() == {"type": "websocket.close", "code": 4400}
+    assert await comm.receive_nothing(timeout=0.2), "expected nothing after the close"
+    await comm.disconnect()
+    assert admission.total == 0
+
+
+async def test_teardown_runs_once_when_the_consumer_crashes(staff, monkeypatch):
+    async def broken_group_add(self, group, channel):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(type(get_channel_layer()), "group_add", broken_group_add)
+    comm = communicator(staff)
+    await comm.connect()
+    with pytest.raises(ConnectionError):
+        await comm.wait()
+    assert admission.total == 0, "expected the crashed consumer's slot released"
+    assert admission.per_user == {}
+
+
+async def test_each_teardown_step_fails_on_its_own(staff, monkeypatch, caplog):
+    async def broken_group_discard(self, group, channel):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(type(get_channel_layer()), "group_discard", broken_group_discard)
+    comm = await connected(staff)
+    await comm.disconnect()
+    assert admission.total == 0
+    assert "group discard failed on disconnect (ConnectionError: Redis went away)" in caplog.text
+    assert re.search(r"client [0-9a-f]{32} disconnected \(code 1000\)", caplog.text)
+
+
+async def test_a_send_after_the_close_is_not_an_error(staff):
+    from autobahn.exception import Disconnected
+
+    sent = []
+
+    async def server_send(message):
+        if sent and sent[-1]["type"] == "websocket.close":
+            raise Disconnected("Attempt to send on a closed protocol")
+        sent.append(message)
+
+    consumer = JobUpdatesConsumer()
+    consumer.client_id = "c"
+    guarded = consumer.guarded(server_send)
+    await guarded({"type": "websocket.send", "text": "a"})
+    await guarded({"type": "websocket.close", "code": 1000})
+    await guarded({"type": "websocket.send", "text": "b"})
+    assert [m["type"] for m in sent] == ["websocket.send", "websocket.close"]
+    assert consumer.closed
+    assert consumer.closing
+
+    racing = JobUpdatesConsumer()  # the client closed first: Daphne's send raises
+    racing.client_id = "r"
+
+    async def gone(message):
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    await racing.guarded(gone)({"type": "websocket.send", "text": "a"})
+    assert racing.closed
+
+
+async def test_a_malformed_update_is_dropped_and_the_consumer_goes_on(staff, caplog):
+    comm = await connected(staff)
+    await get_channel_layer().group_send(GROUP, {"type": JOB_UPDATE_EVENT})
+    frame = await send_update("after")
+    assert await comm.receive_from() == frame
+    assert "dropped a message: malformed_event: client " in caplog.text
+    await comm.disconnect()
+
+
+async def test_ordinary_path_counts_only_updates_it_sent(staff, history_redis):
+    from jobupdates.deliveries import counters
+
+    comm = await connected(staff, "job=mine")
+    before = counters.deliveries
+    await send_update("other")
+    frame = await send_update("mine")
+    assert await comm.receive_from() == frame
+    assert counters.deliveries - before == 1, "expected the filtered-out update not counted"
+    await comm.disconnect()
+
+
+async def test_a_failed_sink_closes_only_that_connection_with_1011(staff):
+    before = set(get_channel_layer().groups.get(GROUP, ()))
+    comm = await connected(staff)
+    (channel,) = set(get_channel_layer().groups[GROUP]) - before
+    other = await connected(staff)
+    event = {"type": "jobupdates.sink_failed", "reason": "its direct send raised OSError"}
+    await get_channel_layer().send(channel, event)
+    error = await comm.receive_json_from()
+    assert (error["type"], error["code"]) == ("error", "internal_error")
+    assert await comm.receive_output() == {"type": "websocket.close", "code": 1011}
+    frame = await send_update("still")
+    assert await other.receive_from() == frame
+    await comm.disconnect()
+    await other.disconnect()

@@ -7,7 +7,7 @@ import json
 from jobupdates.feed import Feed
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol import JobUpdate
-from jobupdates.protocol.positions import Position, with_position
+from jobupdates.protocol.positions import Position, ResetReason, with_position
 
 
 def entry(seq: int, job_id: str = "j") -> ReplayEntry:
@@ -164,3 +164,42 @@ async def test_a_live_copy_of_a_job_state_already_sent_is_dropped():
         ("job_state", 5),
         ("job_update", 6),
     ]
+
+
+async def test_replay_states_and_held_updates_stop_at_the_backlog_bound():
+    socket = Socket()
+    unread = [0]
+    reasons: list[str] = []
+
+    async def send(message):
+        await socket(message)
+        unread[0] += len(message["text"])
+
+    feed = Feed(send, backlog=lambda: unread[0], max_backlog=150, on_overflow=reasons.append)
+    await feed(live(50))  # held during the replay
+    await feed.replay([entry(seq) for seq in range(10)])
+    assert socket.seqs() == [0, 1], "expected the replay to stop past the bound"
+    assert feed.overflowed
+    await feed.send_states([entry(20, "k")])
+    await feed.go_live()
+    await feed.send_reset(ResetReason.GAP_NOT_COVERED, "x")
+    assert socket.seqs() == [0, 1], "expected nothing written once over the bound"
+    assert len(reasons) == 1, reasons
+
+
+async def test_held_updates_flushed_by_go_live_count_against_the_bound():
+    socket = Socket()
+    unread = [0]
+    reasons: list[str] = []
+
+    async def send(message):
+        await socket(message)
+        unread[0] += len(message["text"])
+
+    feed = Feed(send, backlog=lambda: unread[0], max_backlog=150, on_overflow=reasons.append)
+    for seq in range(10):
+        await feed(live(seq))
+    await feed.go_live()
+    assert socket.seqs() == [0, 1]
+    assert reasons
+    assert feed.overflowed

@@ -113,3 +113,45 @@ async def test_append_many_records_in_order_in_one_round_trip(client, monkeypatc
     replay = await store.since(Position.parse(positions[0]))
     assert [e.job_id for e in replay.entries] == ["b", "a"]
     assert str((await store.states(["a"]))[0].position) == positions[2]
+
+
+async def test_pages_read_the_history_a_page_at_a_time_sized_by_its_entries(client):
+    from jobupdates.history import FIRST_PAGE, PAGE_BYTES
+
+    store = history(client)
+    small = [await store.append("s", frame("s")) for _ in range(40)]
+    pages = [page async for page in store.pages(Position.parse(small[0]))]
+    assert all(page.reset is None for page in pages)
+    assert [str(e.position) for page in pages for e in page.entries] == small[1:]
+    assert len(pages[0].entries) == FIRST_PAGE, "expected a small first page"
+    assert len(pages[1].entries) == len(small) - 1 - FIRST_PAGE, "then pages of many small ones"
+
+    big_frame = JobUpdate("b", "queued", "x" * (PAGE_BYTES // 2)).to_frame()
+    big = [await store.append("b", big_frame) for _ in range(6)]
+    pages = [page async for page in store.pages(Position.parse(big[0]))]
+    assert sum(len(page.entries) for page in pages) == len(big) - 1
+    assert len(pages[0].entries) == FIRST_PAGE
+    assert all(len(page.entries) <= 1 for page in pages[1:]), "expected ~PAGE_BYTES a page"
+
+
+async def test_pages_end_with_a_reset_when_the_history_is_trimmed_while_read(client):
+    store = history(client)
+    positions = [await store.append(f"j{i}", frame(f"j{i}")) for i in range(20)]
+    pages = store.pages(Position.parse(positions[0]))
+    first = await anext(pages)
+    assert first.reset is None
+    assert first.entries
+    await client.xtrim(
+        "h", minid=positions[-1], approximate=False
+    )  # trimmed past what the reader got to
+    second = await anext(pages)
+    assert second.reset is ResetReason.POSITION_TOO_OLD
+    with pytest.raises(StopAsyncIteration):
+        await anext(pages)
+
+
+async def test_bounds_are_the_oldest_and_newest_positions(client):
+    store = history(client)
+    assert await store.bounds() == (None, None)
+    positions = [Position.parse(await store.append("j", frame("j"))) for _ in range(3)]
+    assert await store.bounds() == (positions[0], positions[-1])

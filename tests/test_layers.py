@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 import pytest
+from prometheus_client import REGISTRY
 
-from jobupdates.layers import JobUpdatesChannelLayer
+from jobupdates.layers import SINK_FAILED_EVENT, JobUpdatesChannelLayer
 from jobupdates.protocol import JOB_UPDATE_EVENT
 
 GROUP = "jobupdates.all"
@@ -44,6 +46,26 @@ class Recorder:
 
     def seqs(self) -> list[int]:
         return [json.loads(t)["seq"] for t in self.texts]
+
+
+def errors(reason: str) -> float:
+    """This process's jobupdates_layer_errors_total for ``reason``."""
+    return REGISTRY.get_sample_value("jobupdates_layer_errors_total", {"reason": reason}) or 0.0
+
+
+def dropped_lines(caplog, reason: str) -> int:
+    prefix = f"channel layer dropped a message: {reason}: "
+    return sum(r.getMessage().startswith(prefix) for r in caplog.records)
+
+
+async def still_delivering(layer, sink: Recorder, seq: int) -> None:
+    """A valid update still reaches ``sink``, and a direct channel message still arrives."""
+    await layer.group_send(GROUP, update(seq))
+    await sink.wait_for(len(sink.texts) + 1)
+    assert sink.seqs()[-1] == seq
+    direct = await layer.new_channel()
+    await layer.send(direct, {"type": "direct.message"})
+    assert await asyncio.wait_for(layer.receive(direct), 5) == {"type": "direct.message"}
 
 
 async def member(layer, sink=None) -> str:
@@ -99,20 +121,126 @@ async def test_group_discard_stops_delivery(layer):
     assert dropped.texts == []
 
 
-async def test_a_failing_sink_is_logged_and_does_not_stop_the_others(layer, caplog):
+async def test_a_failing_sink_is_detached_and_its_consumer_asked_to_close(layer, caplog):
     async def broken(message):
         raise ConnectionResetError("peer went away")
 
     good = Recorder()
     bad_channel = await member(layer, broken)
     await member(layer, good)
-    with caplog.at_level(logging.ERROR, logger="jobupdates.layers"):
+    before = errors("sink_failed")
+    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
         await layer.group_send(GROUP, update(1))
         await good.wait_for(1)
-    assert any("direct send to" in r.getMessage() for r in caplog.records)
-    await layer.group_send(GROUP, update(2))
-    await good.wait_for(2)
-    assert await asyncio.wait_for(layer.receive(bad_channel), 5) == update(2)
+    assert layer._get_layer().sinks.get(bad_channel) is None
+    closing = await asyncio.wait_for(layer.receive(bad_channel), 5)
+    assert closing == {
+        "type": SINK_FAILED_EVENT,
+        "reason": "its direct send raised ConnectionResetError",
+    }
+    assert dropped_lines(caplog, "sink_failed") == 1
+    assert errors("sink_failed") == before + 1
+    await still_delivering(layer, good, 2)
+    assert await asyncio.wait_for(layer.receive(bad_channel), 5) == update(2)  # ordinary path
+
+
+async def test_a_malformed_job_update_is_dropped_with_its_reason(layer, caplog):
+    sink = Recorder()
+    plain = await member(layer)
+    await member(layer, sink)
+    before = errors("malformed_event")
+    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+        await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT})  # no text
+        await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": "{}", "position": 7})
+        await layer.group_send(GROUP, {"n": 1})  # no type: no consumer could dispatch it
+        await still_delivering(layer, sink, 1)
+    assert dropped_lines(caplog, "malformed_event") == 3
+    assert errors("malformed_event") == before + 3
+    text = [r.getMessage() for r in caplog.records if "'text'" in r.getMessage()]
+    assert "expected a 'job.update' event with a str 'text', got keys ['type']" in text[0]
+    assert await asyncio.wait_for(layer.receive(plain), 5) == update(1)  # dropped for all
+
+
+async def test_bytes_that_do_not_decode_are_dropped_with_their_reason(layer, redis_server, caplog):
+    import redis.asyncio as aioredis
+
+    sink = Recorder()
+    plain = await member(layer)
+    await member(layer, sink)
+    before = errors("undecodable")
+    client = aioredis.Redis.from_url(redis_server.url)
+    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+        assert await client.publish(f"asgi__group__{GROUP}", b"\xc1 not msgpack") == 1
+        await still_delivering(layer, sink, 1)
+    await client.aclose()
+    assert dropped_lines(caplog, "undecodable") == 1
+    assert errors("undecodable") == before + 1
+    assert await asyncio.wait_for(layer.receive(plain), 5) == update(1)  # not the garbage
+
+
+async def test_any_other_error_is_logged_with_its_traceback_and_the_loop_goes_on(
+    layer, monkeypatch, caplog
+):
+    class Broken:
+        def fanout(self, delivered, received_at):
+            monkeypatch.undo()  # once
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr("jobupdates.layers.counters", Broken())
+    sink = Recorder()
+    await member(layer, sink)
+    before = errors("unexpected")
+    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+        await layer.group_send(GROUP, update(1))
+        await sink.wait_for(1)
+        await still_delivering(layer, sink, 2)
+    [line] = [r for r in caplog.records if r.getMessage().startswith("channel layer dropped")]
+    assert "unexpected: routing failed: RuntimeError('a bug')" in line.getMessage()
+    assert line.exc_info is not None
+    assert errors("unexpected") == before + 1
+
+
+def test_job_update_send_says_what_it_expected():
+    from jobupdates.layers import MalformedEvent, job_update_send
+
+    assert job_update_send({"type": JOB_UPDATE_EVENT, "text": "t"})["text"] == "t"
+    for event, expected in [
+        ({"type": JOB_UPDATE_EVENT, "text": 5}, "with a str 'text', got 'text' = 5"),
+        ({"type": JOB_UPDATE_EVENT, "text": "t", "job_id": ["j"]}, "'job_id' of a"),
+        ({"type": JOB_UPDATE_EVENT, "text": "t", "position": b"1-0"}, "got b'1-0'"),
+    ]:
+        with pytest.raises(MalformedEvent, match=re.escape(expected)):
+            job_update_send(event)
+    assert issubclass(MalformedEvent, ValueError)
+
+
+def test_fault_lines_are_throttled_per_reason_and_summed_up():
+    from jobupdates.layer_faults import Fault, LayerFaults
+
+    now = [0.0]
+    lines: list[str] = []
+
+    class Log:
+        def warning(self, message, *args, exc_info=None):
+            lines.append(message % args)
+
+    faults = LayerFaults(Log(), clock=lambda: now[0], burst=2, rate=0.1, summary_seconds=5)
+    before = errors("undecodable")
+    for _ in range(10):
+        faults.record(Fault.UNDECODABLE, "bytes")
+    faults.record(Fault.SINK_FAILED, "raised")  # another reason has its own budget
+    assert len(lines) == 3
+    assert errors("undecodable") == before + 10
+    now[0] = 4.9
+    faults.summarize()
+    assert len(lines) == 3
+    assert faults.pending
+    now[0] = 5.0
+    faults.summarize()
+    assert lines[-1].startswith("channel layer: 8 more undecodable fault(s) in the last 5.0s")
+    assert not faults.pending
+    faults.summarize()
+    assert len(lines) == 4
 
 
 async def test_membership_changes_while_updates_are_in_flight(layer):

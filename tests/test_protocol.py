@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from jobupdates import protocol
 from jobupdates.protocol import (
@@ -189,6 +191,44 @@ def test_bad_positions_say_what_was_expected(text):
 
     with pytest.raises(PositionError, match="expected a position like"):
         P(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "99999999999999999999-0",
+        "0-99999999999999999999",
+        f"{2**64}-0",
+        f"0-{2**64}",
+        f"{2**64 - 1}-{2**64}",
+    ],
+)
+def test_positions_beyond_64_bits_are_refused_before_redis_sees_them(text):
+    from jobupdates.protocol.positions import PositionError
+
+    too_large = r"expected a position like .* parts of at most 18446744073709551615, got '"
+    with pytest.raises(PositionError, match=too_large):
+        P(text)
+
+
+@hypothesis.given(
+    st.integers(min_value=0, max_value=10**20 - 1), st.integers(min_value=0, max_value=10**20 - 1)
+)
+def test_a_position_parses_exactly_when_both_parts_fit_in_64_bits(ms, seq):
+    from jobupdates.protocol.positions import PositionError
+
+    text = f"{ms}-{seq}"
+    if ms < 2**64 and seq < 2**64:
+        assert str(P(text)) == text
+    else:
+        with pytest.raises(PositionError):
+            P(text)
+
+
+def test_the_largest_64_bit_position_parses():
+    top = f"{2**64 - 1}-{2**64 - 1}"
+    assert str(P(top)) == top
+    assert str(P("00000000000000000001-0")) == "1-0", "expected leading zeros to be read"
 
 
 def test_positions_order_numerically_not_as_text():

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from jobupdates.tokens import TokenError, mint_token, read_token
+from jobupdates.tokens import (
+    USED_MARK_MARGIN_MS,
+    TokenError,
+    mint_token,
+    read_token,
+    used_mark_milliseconds,
+)
 
 
 def test_token_round_trips_and_is_a_valid_subprotocol_token():
@@ -39,3 +45,14 @@ def test_token_signed_with_another_key_is_refused(settings):
     settings.SECRET_KEY = "another-secret-key"
     with pytest.raises(TokenError, match="signed by this server"):
         read_token(token, max_age=60)
+
+
+@pytest.mark.parametrize("ttl", [1, 1.5, 5.9, 5.001, 60, 59.999])
+def test_the_used_mark_outlives_a_fractional_ttl(ttl):
+    """``ex=int(5.9)`` let a token through twice in its last 0.9 s."""
+    assert used_mark_milliseconds(ttl) >= ttl * 1000 + USED_MARK_MARGIN_MS
+
+
+def test_the_used_mark_is_in_milliseconds_rounded_up():
+    assert used_mark_milliseconds(5.9) == 6900
+    assert used_mark_milliseconds(0.0005 + 1) == 1001 + USED_MARK_MARGIN_MS

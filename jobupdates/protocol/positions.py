@@ -11,9 +11,19 @@ import enum
 import re
 from dataclasses import dataclass
 
-__all__ = ["Position", "PositionError", "ResetReason", "as_state", "plan_recovery", "with_position"]
+__all__ = [
+    "MAX_PART",
+    "Position",
+    "PositionError",
+    "ResetReason",
+    "as_state",
+    "plan_recovery",
+    "with_position",
+]
 
 _POSITION_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+MAX_PART = 2**64 - 1
+"""The largest part of a Redis Stream ID: each is an unsigned 64-bit integer."""
 _UPDATE_PREFIX = '{"type":"job_update",'
 _STATE_PREFIX = '{"type":"job_state",'
 
@@ -43,17 +53,24 @@ class Position:
 
     @classmethod
     def parse(cls, text: str | bytes) -> Position:
-        """Parse ``"<ms>-<seq>"``.
+        """Parse ``"<ms>-<seq>"``, two decimal parts of at most ``2**64 - 1`` each.
 
         Raises:
-            PositionError: If ``text`` is not of that form.
+            PositionError: If ``text`` is not of that form, or a part is too large
+                for Redis (which would answer the read with an error).
         """
         if isinstance(text, bytes):
             text = text.decode("ascii", "replace")
         found = _POSITION_RE.fullmatch(text)
         if found is None:
             raise PositionError(f"expected a position like '1732570000000-0', got {text!r:.40}")
-        return cls(int(found.group(1)), int(found.group(2)))
+        ms, seq = int(found.group(1)), int(found.group(2))
+        if ms > MAX_PART or seq > MAX_PART:
+            raise PositionError(
+                f"expected a position like '1732570000000-0' with parts of at most "
+                f"{MAX_PART}, got {text!r:.45}"
+            )
+        return cls(ms, seq)
 
     def __str__(self) -> str:
         return f"{self.ms}-{self.seq}"

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from django.test import override_settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +35,7 @@ from jobupdates.tokens import read_token
 from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER
 from tests.support.clients import login, recv_json, welcomed, ws_connect
 from tests.support.processes import (
+    ROOT,
     Process,
     child_env,
     session_cookie,
@@ -322,3 +327,146 @@ async def test_expired_and_forged_tokens_are_refused_with_4401(secured):
             error, code = await refusal(ws)
         assert (error["code"], code) == ("invalid_token", 4401)
         assert says in error["message"]
+
+
+# -- issue [8], security findings -------------------------------------------------------------
+
+FORGED = "a\nCRITICAL django.security.SuspiciousOperation: forged by a client"
+LINE_BOUND = 1000
+"""Longest log line a refused connection may cause, in characters."""
+OLD_DEBUG_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+"""The key ``DEBUG`` used to fall back on, written in the source: public."""
+
+
+@pytest.fixture
+def wildcard_hosts(secured: Secured) -> Iterator[tuple[Process, int]]:
+    """A Daphne with ``DJANGO_ALLOWED_HOSTS='*'`` and no JOBUPDATES_ALLOWED_ORIGINS."""
+    daphne, port = start_daphne({**secured.env, "DJANGO_ALLOWED_HOSTS": "*"})
+    yield daphne, port
+    daphne.stop()
+
+
+async def test_a_wildcard_allowed_host_does_not_let_other_sites_in(secured, wildcard_hosts):
+    _daphne, port = wildcard_hosts
+    async with connect(
+        f"ws://127.0.0.1:{port}/ws",
+        origin="https://evil.example",  # type: ignore[arg-type]
+        additional_headers={"Cookie": secured.cookies[STAFF[0]]},
+        open_timeout=10,
+    ) as ws:
+        error, code = await refusal(ws)
+    assert (error["code"], code) == ("origin_not_allowed", 4403)
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**secured.env, "DJANGO_ALLOWED_HOSTS": "*"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "jobupdates.W002" in check.stderr, check.stderr
+
+
+def test_without_a_key_debug_off_refuses_to_start(secured, tmp_path):
+    env = {k: v for k, v in secured.env.items() if k != "DJANGO_SECRET_KEY"}
+    env["DJANGO_DEV_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY: expected a secret key in the environment" in result.stderr
+    assert not (tmp_path / "secret-key").exists(), "expected no key generated with DEBUG off"
+
+
+async def test_debug_without_a_key_generates_a_private_one_and_refuses_the_public_one(
+    secured, tmp_path
+):
+    minted = await asyncio.to_thread(mint_via_endpoint, secured.port, secured.cookies[STAFF[0]])
+    with override_settings(SECRET_KEY=secured.env["DJANGO_SECRET_KEY"]):
+        staff_pk = read_token(minted["token"], max_age=60).user_pk
+    env = {k: v for k, v in secured.env.items() if k != "DJANGO_SECRET_KEY"}
+    env.update(DJANGO_DEBUG="1", DJANGO_DEV_DATA_DIR=str(tmp_path))
+    daphne, port = start_daphne(env)
+    try:
+        key_file = tmp_path / "secret-key"
+        key = key_file.read_text().strip()
+        assert key
+        assert key != OLD_DEBUG_KEY
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        with override_settings(SECRET_KEY=OLD_DEBUG_KEY):
+            forged = backdated_token(staff_pk, age=0)
+        async with token_connect(port, ["jobupdates.v1", f"token.{forged}"]) as ws:
+            error, code = await refusal(ws)
+        assert (error["code"], code) == ("invalid_token", 4401)
+        assert "signed by this server" in error["message"]
+        with override_settings(SECRET_KEY=key):
+            genuine = backdated_token(staff_pk, age=0)
+        async with token_connect(port, ["jobupdates.v1", f"token.{genuine}"]) as ws:
+            await welcomed(ws)  # the process signs with the key kept in the file
+    finally:
+        daphne.stop()
+
+
+async def test_job_ids_cannot_forge_or_flood_log_lines(secured):
+    long_ids = [f"{n:02}-" + "x" * 252 for n in range(50)]
+    query = urllib.parse.urlencode([("job", FORGED), *(("job", job) for job in long_ids)])
+    mark = secured.daphne.mark()
+    async with ws_connect(secured.port, secured.cookies[PLAIN[0]], f"/ws?{query}") as ws:
+        error, code = await refusal(ws)
+    assert (error["code"], code) == ("job_forbidden", 4403)
+    assert "'a\\nCRITICAL django.security" in error["message"], "expected the job id escaped"
+    secured.daphne.wait_for(r"refused a connection: job_forbidden", after=mark)
+    lines = secured.daphne.lines[mark:]
+    assert not [line for line in lines if line.startswith("CRITICAL")], "\n".join(lines)
+    longest = max(lines, key=len)
+    assert len(longest) <= LINE_BOUND, f"expected lines of at most {LINE_BOUND}: {longest[:300]}"
+
+
+@pytest.fixture
+def fractional_ttl(secured: Secured) -> Iterator[int]:
+    """A Daphne whose tokens live 1.99 s; yields its port."""
+    daphne, port = start_daphne({**secured.env, "JOBUPDATES_TOKEN_TTL": "1.99"})
+    yield port
+    daphne.stop()
+
+
+async def test_a_token_with_a_fractional_ttl_is_accepted_once(secured, fractional_ttl):
+    """The used mark must outlive the token: ``ex=int(1.99)`` let it through again at 1 s."""
+    minted = await asyncio.to_thread(mint_via_endpoint, fractional_ttl, secured.cookies[STAFF[0]])
+    async with token_connect(fractional_ttl, minted["subprotocols"]) as ws:
+        await welcomed(ws)
+    with override_settings(SECRET_KEY=secured.env["DJANGO_SECRET_KEY"]):
+        nonce = read_token(minted["token"], max_age=60).nonce
+    client = redis.asyncio.Redis.from_url(secured.redis.url)
+    key = f"botrix:jobs:token-used:{nonce}"
+    try:
+        assert await client.exists(key), "expected the first use marked"
+        async with asyncio.timeout(10):
+            while await client.exists(key):  # wait for the mark to expire
+                await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+    async with token_connect(fractional_ttl, minted["subprotocols"]) as again:
+        error, code = await refusal(again)
+    assert (error["code"], code) == ("invalid_token", 4401)
+    assert "expired" in error["message"], "expected the token dead before its mark"
+
+
+async def test_a_position_beyond_64_bits_is_an_invalid_position(secured):
+    path = "/ws?since=99999999999999999999-0"
+    async with ws_connect(secured.port, secured.cookies[STAFF[0]], path) as ws:
+        client_id = await welcomed(ws)
+        raw = await asyncio.wait_for(ws.recv(), 5)
+    reset = json.loads(raw)
+    assert (reset["type"], reset["reason"]) == ("reset", "invalid_position"), reset
+    assert "at most 18446744073709551615" in reset["message"]
+    for leak in ("ERR", "Invalid stream ID", "botrix:jobs:history", "Error"):
+        assert leak not in raw, f"expected no Redis error text, got {raw}"
+    secured.daphne.wait_for(rf"client {client_id} disconnected")  # every earlier line is in
+    assert not secured.daphne.matching(rf"client {client_id}: history unavailable")

@@ -56,7 +56,7 @@ def rss(pid: int) -> int:
     raise AssertionError(f"expected VmRSS in /proc/{pid}/status")
 
 
-def stalled_client(port: int, cookie: str) -> socket.socket:
+def stalled_client(port: int, cookie: str, path: str = "/ws") -> socket.socket:
     """Open a WebSocket with a small receive buffer, read the welcome, then stop reading."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
@@ -64,7 +64,7 @@ def stalled_client(port: int, cookie: str) -> socket.socket:
     sock.connect(("127.0.0.1", port))
     sock.sendall(
         (
-            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
             f"Cookie: {cookie}\r\n\r\n"

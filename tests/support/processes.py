@@ -16,8 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-from botrix_site.serve import daphne_argv
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +26,8 @@ class Process:
         self.name = name
         self.lines: list[str] = []
         self._changed = threading.Condition()
+        self._ended = False
+        """Whether every line is collected (end of the output, not just the exit)."""
         self.popen = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -40,6 +40,7 @@ class Process:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
+            self._ended = True
             self._changed.notify_all()
 
     def mark(self) -> int:
@@ -49,21 +50,33 @@ class Process:
 
     def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 20.0) -> re.Match[str]:
         """Block until a line at index >= ``after`` matches ``pattern``; return the match."""
+        return self.wait_for_count(pattern, 1, after=after, timeout=timeout)[0]
+
+    def wait_for_count(
+        self, pattern: str, count: int, *, after: int = 0, timeout: float = 20.0
+    ) -> list[re.Match[str]]:
+        """Block until ``count`` lines at index >= ``after`` match ``pattern``; return
+        their matches. Fails at the timeout, or once the output ended without them
+        (after the exit, the lines still in the pipe are collected first)."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
+        found: list[re.Match[str]] = []
         seen = after
         with self._changed:
             while True:
                 for line in self.lines[seen:]:
-                    found = regex.search(line)
-                    if found:
-                        return found
-                seen = len(self.lines)
+                    match = regex.search(line)
+                    if match:
+                        found.append(match)
+                        if len(found) == count:
+                            return found
+                seen = max(seen, len(self.lines))
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.popen.poll() is not None and seen == len(self.lines)):
+                if left <= 0 or self._ended:
                     raise AssertionError(
-                        f"{self.name}: expected a line matching {pattern!r} within {timeout}s"
-                        f" (exit code {self.popen.poll()}); output:\n{self.output()}"
+                        f"{self.name}: expected {count} line(s) matching {pattern!r} within"
+                        f" {timeout}s, got {len(found)} (exit code {self.popen.poll()});"
+                        f" output:\n{self.output()}"
                     )
                 self._changed.wait(min(left, 0.5))
 
@@ -115,7 +128,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 def start_daphne(env: dict[str, str]) -> tuple[Process, int]:
     """Start Daphne on a free port the way the project does; return it and its port."""
-    argv = [sys.executable, "-m", "daphne", *daphne_argv("127.0.0.1", 0)]
+    argv = [sys.executable, "-m", "botrix_site.serve", "--port", "0"]
     process = Process("daphne", argv, env)
     port = int(process.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
     return process, port

@@ -9,7 +9,9 @@
  *   authenticates it);
  * - reconnects by itself with capped exponential backoff and full jitter,
  *   except after a close that says "do not come back" (4000, 4401, 4403) or
- *   a call to `disconnect()`;
+ *   a call to `disconnect()`; after 1012 (the server is restarting: a deploy)
+ *   it comes back soon, after a random 0.5-3 s, so the clients of a stopping
+ *   server spread over the others;
  * - resumes: it remembers the `position` of the last update it saw and
  *   reconnects with `?since=<position>`, so the server replays what it missed;
  *   when the server answers `reset` (position too old), it emits `reset`:
@@ -52,6 +54,12 @@
 
   /** Close code the client uses when it drops a connection it judged dead. */
   const DEAD_CONNECTION_CODE = 4999;
+
+  /** Close code of a server that drains for a deploy (Service Restart). */
+  const SERVICE_RESTART_CODE = 1012;
+
+  /** Reconnect delay after a 1012, in ms: drawn uniformly from [min, max]. */
+  const RESTART_DELAY = Object.freeze({ min: 500, max: 3000 });
 
   /**
    * Connection states, in the order a connection goes through them.
@@ -376,11 +384,20 @@
         this._setState(State.CLOSED, { code, reason: reason || FINAL_CLOSE_CODES[code] });
         return;
       }
-      const ceiling = Math.min(
-        this.options.backoffMax,
-        this.options.backoffInitial * 2 ** Math.min(this._attempt, 30),
-      );
-      const delay = Math.round(Math.random() * ceiling);
+      let delay;
+      if (code === SERVICE_RESTART_CODE) {
+        // A deploy: the connection was fine and other servers are up. Come
+        // back soon, with jitter; a failed attempt then backs off as usual.
+        this._attempt = 0;
+        const { min, max } = RESTART_DELAY;
+        delay = Math.round(min + Math.random() * (max - min));
+      } else {
+        const ceiling = Math.min(
+          this.options.backoffMax,
+          this.options.backoffInitial * 2 ** Math.min(this._attempt, 30),
+        );
+        delay = Math.round(Math.random() * ceiling);
+      }
       this._attempt += 1;
       this._setState(State.RECONNECTING, { code, reason, delay, attempt: this._attempt });
       this._timer("reconnect", delay, () => this._open());
@@ -422,6 +439,8 @@
   JobUpdates.State = State;
   JobUpdates.FINAL_CLOSE_CODES = FINAL_CLOSE_CODES;
   JobUpdates.DEAD_CONNECTION_CODE = DEAD_CONNECTION_CODE;
+  JobUpdates.SERVICE_RESTART_CODE = SERVICE_RESTART_CODE;
+  JobUpdates.RESTART_DELAY = RESTART_DELAY;
   JobUpdates.version = "1.0.0";
   return JobUpdates;
 });

@@ -1,0 +1,103 @@
+"""A replay obeys the slow-client bound, end to end.
+
+Clients that never read and resume from the oldest position of a large
+history must not make Daphne buffer that history: replay is read a page at a
+time and written through the same backlog bound as live updates, so each
+such client costs about JOBUPDATES_MAX_BACKLOG_BYTES before it is dropped as
+slow (error ``slow_client``, close 4408, socket aborted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+
+from tests.e2e.test_slow_clients import rss, sample_rss, stalled_client
+from tests.support.clients import recv_json, welcomed, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+UPDATES = 150
+DATA_BYTES = 200 * 1024
+STALLED = 5
+BOUND = 1024 * 1024
+"""JOBUPDATES_MAX_BACKLOG_BYTES (the default)."""
+SLACK = 8 * 1024 * 1024
+"""Bytes of RSS growth allowed beyond the stalled clients' bounds: a page of
+history in flight per client, frames being written, allocator slack. Without
+the bound the five would pin 5 x 30 MiB."""
+
+
+async def stalled_replay(port: int, cookie: str, since: str) -> socket.socket:
+    """A client that resumes from ``since`` and never reads (see ``stalled_client``)."""
+    return await asyncio.to_thread(stalled_client, port, cookie, path=f"/ws?since={since}")
+
+
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
+async def test_stalled_clients_replaying_a_large_history_are_dropped_at_the_bound(
+    stack, staff_cookie, publish
+):
+    padding = "x" * DATA_BYTES
+    async with ws_connect(stack.port, staff_cookie) as reader:
+        await welcomed(reader)
+        positions = []
+        for n in range(UPDATES):  # one at a time: this reader must not be slow itself
+            publish(json.dumps({"job_id": f"big-{n}", "status": "processing", "data": padding}))
+            positions.append((await recv_json(reader, timeout=20))["position"])
+    oldest = positions[0]
+
+    pid = stack.daphne.popen.pid
+    before = rss(pid)
+    peak, done = [before], asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(pid, peak, done))
+    mark = stack.daphne.mark()
+    sockets = await asyncio.gather(
+        *(
+            asyncio.to_thread(stalled_replay, stack.port, staff_cookie, oldest)
+            for _ in range(STALLED)
+        )
+    )
+    try:
+        lines = await asyncio.to_thread(
+            stack.daphne.wait_for_count, r"is too slow \((\d+) bytes unread", STALLED, after=mark
+        )
+        for sock in sockets:  # aborted after the grace period: the socket ends
+            await asyncio.to_thread(drain_until_closed, sock)
+    finally:
+        done.set()
+        await sampler
+        for sock in sockets:
+            sock.close()
+    unread = [int(line.group(1)) for line in lines]
+    growth = peak[0] - before
+    print(
+        f"\n{STALLED} stalled replays of {UPDATES} x {DATA_BYTES // 1024} KiB dropped at"
+        f" {unread} unread bytes; Daphne RSS before {before / 2**20:.1f} MiB,"
+        f" peak {peak[0] / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)"
+    )
+    assert all(bytes_ <= BOUND + DATA_BYTES + 1024 for bytes_ in unread), unread
+    assert growth <= STALLED * BOUND + SLACK, (
+        f"expected RSS to grow by at most the bounds: {growth}"
+    )
+    assert stack.daphne.running
+
+    # The process still serves: a reader that reads gets the whole replay.
+    async with ws_connect(stack.port, staff_cookie, f"/ws?since={oldest}") as ws:
+        await welcomed(ws)
+        got = [(await recv_json(ws, timeout=20))["position"] for _ in range(UPDATES - 1)]
+    assert got == positions[1:]
+
+
+def drain_until_closed(sock: socket.socket) -> None:
+    """Read ``sock`` until the server closes or resets it (within 15 s)."""
+    sock.settimeout(15)
+    deadline = time.monotonic() + 15
+    try:
+        while sock.recv(1 << 20):
+            assert time.monotonic() < deadline, "expected the slow client's socket to be aborted"
+    except ConnectionResetError:
+        pass
