@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import django
 import redis
 from django.core.management import call_command
+from django.urls import reverse
 
 from botrix_site.redis_server import RedisServer
 
@@ -97,7 +98,7 @@ class Child:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         try:
-            self.popen.wait(timeout=10)
+            self.popen.wait(timeout=20)  # the drain, then the consumers' teardown
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_DEBUG", "1")
+    os.environ.setdefault("JOBUPDATES_DRAIN_SECONDS", "1")  # Ctrl-C: drain, but briefly
+    os.environ["DJANGO_DEV_DATA_DIR"] = str(args.data_dir.resolve())  # the generated key too
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "botrix_site.settings")
     os.environ["PYTHONUNBUFFERED"] = "1"
     django.setup()
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"ready: {base}/  admin {base}/admin/  WebSocket ws://{found.group(1)}:{found.group(2)}/ws"
             )
+            log(f"console: {base}{reverse('console:index')}  (start here, as staff)")
             log(f"log in with {login}")
             log(
                 "publish: redis-cli PUBLISH botrix:jobs:updates "

@@ -283,14 +283,18 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             layer.detach(self.channel_name)
         admission.release(self.user_key)
         if conf.REGISTRY:  # also when cancelled while registering: a no-op if not there
-            await self._step("registry unregister", get_registry().unregister(self.client_id))
-        await self._step("group discard", layer.group_discard(conf.GROUP, self.channel_name))
+            await self._step(
+                "registry unregister", lambda: get_registry().unregister(self.client_id)
+            )
+        await self._step(
+            "group discard", lambda: layer.group_discard(conf.GROUP, self.channel_name)
+        )
         how = "ended without a close" if code is None else f"code {code}"
         logger.info("client %s disconnected (%s)", self.client_id, how)
 
-    async def _step(self, what: str, step: Awaitable[object]) -> None:
+    async def _step(self, what: str, step: Callable[[], Awaitable[object]]) -> None:
         try:
-            await step
+            await step()
         except Exception as exc:  # the other steps must still run
             logger.warning(
                 "client %s: %s failed on disconnect (%s: %s)",

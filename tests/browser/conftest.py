@@ -107,6 +107,8 @@ class BrowserPage:
         page: The Playwright page.
         base: The site's base URL.
         errors: Console messages of type ``error`` and page errors, as text.
+        failed_requests: Requests that failed (network error, or an answer with a
+            status of 400 or more), as text.
         allowed: Patterns of errors a test expects (such as the browser's own
             report of a refused WebSocket while Daphne is down).
     """
@@ -114,11 +116,8 @@ class BrowserPage:
     page: Page
     base: str
     errors: list[str] = field(default_factory=list)
-    # Django's admin pages (the login form) link no icon, so the browser asks for
-    # /favicon.ico and logs the 404; the console page itself declares an icon.
-    allowed: list[re.Pattern[str]] = field(
-        default_factory=lambda: [re.compile(r"status of 404 .*'url': '[^']*/favicon\.ico'")]
-    )
+    failed_requests: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
 
     def allow(self, pattern: str) -> None:
         """Expect console errors matching ``pattern``; they do not fail the test."""
@@ -146,6 +145,21 @@ def open_page(browser: Browser, base: str, viewport: dict[str, int] = DESKTOP) -
         ),
     )
     page.on("pageerror", lambda error: recorded.errors.append(f"pageerror: {error}"))
+    page.on(
+        "requestfailed",
+        lambda request: recorded.failed_requests.append(
+            f"{request.method} {request.url}: {request.failure}"
+        ),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            response.status >= 400
+            and recorded.failed_requests.append(
+                f"{response.request.method} {response.url}: status {response.status}"
+            )
+        ),
+    )
     return recorded
 
 

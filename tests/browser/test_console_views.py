@@ -116,3 +116,43 @@ def test_simulate_without_redis_is_a_503(staff_client: Client, settings):
     )
     assert response.status_code == 503
     assert response.json()["error"] == "redis_unavailable"
+
+
+# -- the way to the console, and the icon ----------------------------------------------------
+
+CONSOLE_LINK = 'href="/console/"'
+ICON = '<link rel="icon" href="/static/jobupdates/favicon.svg" type="image/svg+xml">'
+
+
+def test_the_home_page_links_staff_to_the_console_and_no_one_else(
+    client: Client, staff_client: Client
+):
+    assert CONSOLE_LINK not in client.get("/").content.decode()
+    plain = Client()
+    plain.force_login(User.objects.create_user("plain", password="pw-123456!"))
+    assert CONSOLE_LINK not in plain.get("/").content.decode()
+    assert CONSOLE_LINK in staff_client.get("/").content.decode()
+
+
+def test_the_admins_job_updates_section_links_to_the_console(staff_client: Client):
+    page = staff_client.get("/admin/").content.decode()
+    section = page[page.index('<div class="app-jobupdates module') :]
+    section = section[: section.index("</table>")]
+    assert f"<a {CONSOLE_LINK}>Console</a>" in section
+    assert CONSOLE_LINK in staff_client.get("/admin/jobupdates/").content.decode()
+
+
+def test_every_page_declares_the_icon_and_it_is_served(client: Client, staff_client: Client):
+    from django.contrib.staticfiles import finders
+
+    for page in (
+        staff_client.get("/console/"),
+        staff_client.get("/"),
+        staff_client.get("/admin/"),
+        client.get("/admin/login/"),
+    ):
+        assert ICON in page.content.decode()
+    icon = finders.find("jobupdates/favicon.svg")
+    assert icon, "expected jobupdates/favicon.svg among the static files"
+    with open(icon, encoding="utf-8") as svg:
+        assert svg.read().startswith("<svg xmlns=")

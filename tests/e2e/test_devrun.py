@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import urllib.request
 
 import pytest
 import redis
@@ -38,10 +39,15 @@ async def test_devrun_starts_everything_and_stops_it_on_ctrl_c(tmp_path):
     try:
         devrun.wait_for(rf"no Redis at redis://127.0.0.1:{redis_port}/0; started .*redis-server")
         port = int(devrun.wait_for(r"ready: http://127\.0\.0\.1:(\d+)/").group(1))
+        console = devrun.wait_for(r"console: (http://127\.0\.0\.1:(\d+)/console/)")
+        assert int(console.group(2)) == port, "expected the console on Daphne's port"
         password = devrun.wait_for(r"log in with user 'admin', password '([^']+)'").group(1)
         assert (tmp_path / "admin-password").read_text().strip() == password
         devrun.wait_for(r"bridge \| .*-> subscribed")
         cookie = login(port, "admin", password)
+        request = urllib.request.Request(console.group(1), headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as page:  # the printed URL works
+            assert "<title>Job updates console" in page.read().decode()
         async with ws_connect(port, cookie) as ws:
             await welcomed(ws)
             update = {"job_id": "dev-1", "status": "queued", "data": {}}

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
@@ -182,8 +183,17 @@ async def test_clients_through_nginx_on_both_daphnes_get_the_update(proxied, pub
         assert len({frame["position"] for frame in frames}) == 1, "expected one update, once"
         await one.send('{"type":"ping"}')
         assert await recv_json(one) == {"type": "pong"}
+    await disconnects_logged(proxied.daphnes, len(clients))  # their last lines: all collected
     for daphne in proxied.daphnes:
         assert not daphne.matching(r"Traceback|ERROR"), daphne.output()
+
+
+async def disconnects_logged(daphnes: list[Process], count: int, timeout: float = 20.0) -> None:
+    """Wait until the Daphnes, together, have logged ``count`` WebSocket disconnects."""
+    deadline = time.monotonic() + timeout
+    while sum(len(d.matching(r'"WSDISCONNECT /ws/?"')) for d in daphnes) < count:
+        assert time.monotonic() < deadline, f"expected {count} WSDISCONNECT lines"
+        await asyncio.sleep(0.05)
 
 
 async def test_origin_passes_through_and_a_foreign_origin_is_refused(proxied):

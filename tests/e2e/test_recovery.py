@@ -181,7 +181,7 @@ async def test_job_subscription_gets_the_current_state_at_once_then_only_its_upd
     wait_recorded(stack.redis.url, "b")
     async with ws_connect(stack.port, staff_cookie, "/ws?job=a") as ws:
         await welcomed(ws)
-        state = await recv_json(ws, timeout=1)
+        state = await recv_json(ws)
         assert without_position(state) == {
             "type": "job_state",
             "job_id": "a",

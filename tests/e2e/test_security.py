@@ -233,34 +233,40 @@ async def test_an_oversized_frame_gets_an_error_and_a_2_mib_frame_drops_the_conn
 
 
 @pytest.fixture
-def crowded(secured: Secured) -> Iterator[int]:
-    """A second Daphne accepting 3 connections, at most 2 per user; yields its port."""
+def crowded(secured: Secured) -> Iterator[tuple[Process, int]]:
+    """A second Daphne accepting 3 connections, at most 2 per user; yields it and its port."""
     env = {
         **secured.env,
         "JOBUPDATES_MAX_CONNECTIONS_PER_PROCESS": "3",
         "JOBUPDATES_MAX_CONNECTIONS_PER_USER": "2",
     }
     daphne, port = start_daphne(env)
-    yield port
+    yield daphne, port
     daphne.stop()
 
 
 async def test_connections_over_the_per_user_and_per_process_limits_are_refused(secured, crowded):
     staff, viewer = secured.cookies[STAFF[0]], secured.cookies[VIEWER[0]]
-    async with ws_connect(crowded, staff) as one, ws_connect(crowded, staff) as two:
+    daphne, port = crowded
+    mark = daphne.mark()
+    async with ws_connect(port, staff) as one, ws_connect(port, staff) as two:
         await welcomed(one)
         await welcomed(two)
-        async with ws_connect(crowded, staff) as third:
+        async with ws_connect(port, staff) as third:
             error, code = await refusal(third)
         assert (error["code"], code) == ("too_many_connections", 4429)
-        async with ws_connect(crowded, viewer) as other_user:
+        async with ws_connect(port, viewer) as other_user:
             await welcomed(other_user)  # another user still connects
-            async with ws_connect(crowded, viewer) as fourth:
+            async with ws_connect(port, viewer) as fourth:
                 error, code = await refusal(fourth)
             assert (error["code"], code) == ("server_full", 4503)
             await other_user.send('{"type":"ping"}')
             assert await recv_json(other_user) == {"type": "pong"}
-    async with ws_connect(crowded, viewer) as again:
+    # the three admitted clients' slots are given back as each one's teardown runs
+    await asyncio.to_thread(
+        daphne.wait_for_count, r"client [0-9a-f]{32} disconnected", 3, after=mark
+    )
+    async with ws_connect(port, viewer) as again:
         await welcomed(again)  # the slots are given back on disconnect
 
 
@@ -422,6 +428,7 @@ async def test_job_ids_cannot_forge_or_flood_log_lines(secured):
     assert (error["code"], code) == ("job_forbidden", 4403)
     assert "'a\\nCRITICAL django.security" in error["message"], "expected the job id escaped"
     secured.daphne.wait_for(r"refused a connection: job_forbidden", after=mark)
+    secured.daphne.wait_for(r"WSDISCONNECT /ws", after=mark)  # every line of the attempt
     lines = secured.daphne.lines[mark:]
     assert not [line for line in lines if line.startswith("CRITICAL")], "\n".join(lines)
     longest = max(lines, key=len)
