@@ -29,13 +29,29 @@ def live(seq: int, job_id: str = "j") -> dict:
 class Socket:
     def __init__(self) -> None:
         self.frames: list[dict] = []
+        self.received = 0
+        """Characters received in all."""
 
     async def __call__(self, message: dict) -> None:
         assert message["type"] == "websocket.send"
         self.frames.append(json.loads(message["text"]))
+        self.received += len(message["text"])
 
     def seqs(self) -> list[int]:
         return [f["data"]["seq"] for f in self.frames]
+
+
+def bounded_feed(max_backlog: int) -> tuple[Feed, Socket, list[str]]:
+    """A feed whose client reads nothing: everything sent stays unread."""
+    socket = Socket()
+    reasons: list[str] = []
+    feed = Feed(
+        socket,
+        backlog=lambda: socket.received,
+        max_backlog=max_backlog,
+        on_overflow=reasons.append,
+    )
+    return feed, socket, reasons
 
 
 async def test_live_updates_wait_for_the_replay_then_follow_without_duplicates():
@@ -115,20 +131,12 @@ async def test_holding_is_bounded():
 
 
 async def test_a_client_that_stops_reading_overflows_once_and_gets_nothing_more():
-    socket = Socket()
-    unread = [0]
-    reasons = []
-
-    async def send(message):
-        await socket(message)
-        unread[0] += len(message["text"])
-
-    feed = Feed(send, backlog=lambda: unread[0], max_backlog=100, on_overflow=reasons.append)
+    feed, socket, reasons = bounded_feed(max_backlog=100)
     await feed.go_live()
     for seq in range(10):
         await feed(live(seq))
     assert len(socket.frames) == 2  # the second one crossed 100 bytes
-    assert reasons == [f"{unread[0]} bytes unread, over the limit of 100"]
+    assert reasons == [f"{socket.received} bytes unread, over the limit of 100"]
 
 
 async def test_messages_without_positions_are_never_dropped_as_covered():
@@ -167,15 +175,7 @@ async def test_a_live_copy_of_a_job_state_already_sent_is_dropped():
 
 
 async def test_replay_states_and_held_updates_stop_at_the_backlog_bound():
-    socket = Socket()
-    unread = [0]
-    reasons: list[str] = []
-
-    async def send(message):
-        await socket(message)
-        unread[0] += len(message["text"])
-
-    feed = Feed(send, backlog=lambda: unread[0], max_backlog=150, on_overflow=reasons.append)
+    feed, socket, reasons = bounded_feed(max_backlog=150)
     await feed(live(50))  # held during the replay
     await feed.replay([entry(seq) for seq in range(10)])
     assert socket.seqs() == [0, 1], "expected the replay to stop past the bound"
@@ -188,15 +188,7 @@ async def test_replay_states_and_held_updates_stop_at_the_backlog_bound():
 
 
 async def test_held_updates_flushed_by_go_live_count_against_the_bound():
-    socket = Socket()
-    unread = [0]
-    reasons: list[str] = []
-
-    async def send(message):
-        await socket(message)
-        unread[0] += len(message["text"])
-
-    feed = Feed(send, backlog=lambda: unread[0], max_backlog=150, on_overflow=reasons.append)
+    feed, socket, reasons = bounded_feed(max_backlog=150)
     for seq in range(10):
         await feed(live(seq))
     await feed.go_live()

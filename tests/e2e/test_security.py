@@ -116,14 +116,19 @@ async def test_anonymous_is_refused_with_4401(secured):
     assert (error["code"], code) == ("unauthenticated", 4401)
 
 
+def cross_site(port: int, cookie: str, origin: str) -> Any:
+    """Open a WebSocket as a page of ``origin`` would, riding on the user's cookie."""
+    return connect(
+        f"ws://127.0.0.1:{port}/ws",
+        origin=origin,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        open_timeout=10,
+    )
+
+
 async def test_a_foreign_origin_with_a_valid_session_cookie_is_refused(secured):
     """Cross-site WebSocket hijacking: another site's page rides on the user's cookie."""
-    async with connect(
-        f"ws://127.0.0.1:{secured.port}/ws",
-        origin="http://evil.example",  # type: ignore[arg-type]
-        additional_headers={"Cookie": secured.cookies[STAFF[0]]},
-        open_timeout=10,
-    ) as ws:
+    async with cross_site(secured.port, secured.cookies[STAFF[0]], "http://evil.example") as ws:
         error, code = await refusal(ws)
     assert (error["code"], code) == ("origin_not_allowed", 4403)
     async with ws_connect(secured.port, secured.cookies[STAFF[0]]) as ws:
@@ -354,12 +359,7 @@ def wildcard_hosts(secured: Secured) -> Iterator[tuple[Process, int]]:
 
 async def test_a_wildcard_allowed_host_does_not_let_other_sites_in(secured, wildcard_hosts):
     _daphne, port = wildcard_hosts
-    async with connect(
-        f"ws://127.0.0.1:{port}/ws",
-        origin="https://evil.example",  # type: ignore[arg-type]
-        additional_headers={"Cookie": secured.cookies[STAFF[0]]},
-        open_timeout=10,
-    ) as ws:
+    async with cross_site(port, secured.cookies[STAFF[0]], "https://evil.example") as ws:
         error, code = await refusal(ws)
     assert (error["code"], code) == ("origin_not_allowed", 4403)
     check = subprocess.run(
