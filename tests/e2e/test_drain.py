@@ -192,9 +192,13 @@ async def test_sigint_drains_too(env, daphnes):
     sockets = [await ws_connect(port, cookie) for _ in range(3)]
     for ws in sockets:
         await welcomed(ws)
+    daphne.wait_for(r"drain: ready")  # Twisted's signal handlers are in place
     daphne.signal(signal.SIGINT)
     for ws in sockets:
-        frame = await recv_json(ws)
+        try:
+            frame = await recv_json(ws, timeout=20)
+        except TimeoutError:
+            raise AssertionError(f"expected a drain on SIGINT:\n{daphne.output()}") from None
         assert (frame["type"], frame["code"]) == ("error", "server_restarting"), frame
         with pytest.raises(ConnectionClosed):
             await recv_json(ws)

@@ -56,10 +56,7 @@ async def test_stalled_clients_replaying_a_large_history_are_dropped_at_the_boun
     sampler = asyncio.create_task(sample_rss(pid, peak, done))
     mark = stack.daphne.mark()
     sockets = await asyncio.gather(
-        *(
-            asyncio.to_thread(stalled_replay, stack.port, staff_cookie, oldest)
-            for _ in range(STALLED)
-        )
+        *(stalled_replay(stack.port, staff_cookie, oldest) for _ in range(STALLED))
     )
     try:
         lines = await asyncio.to_thread(

@@ -109,7 +109,11 @@ async def test_redis_down_during_a_disconnect_still_frees_the_slot(one_slot_stac
     line = await asyncio.to_thread(
         stack.daphne.wait_for, rf"client {client_id} disconnected", after=mark
     )
-    failed = stack.daphne.matching(rf"client {client_id}: .* failed on disconnect")
+    # the registry's write fails for sure (Redis is down); the layer's unsubscribe may
+    # or may not reach a dead connection first. Either failure is logged with its reason.
+    failed = stack.daphne.matching(
+        rf"registry unregister failed \(|client {client_id}: .* failed on disconnect \("
+    )
     assert failed, f"expected the failed teardown steps logged with their reason: {line}"
     assert not stack.daphne.matching("Exception inside application"), stack.daphne.output()
 
