@@ -19,6 +19,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _as_from_a_terminal() -> None:
+    """Let the child take SIGINT as when started from a terminal.
+
+    A shell without job control (CI, ``cmd &``) starts background commands
+    with SIGINT ignored, and their children inherit that: Python then installs
+    no handler for it, and neither does Twisted, so a SIGINT test would test
+    nothing but the inheritance.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A child process whose merged stdout/stderr is kept and searchable."""
 
@@ -29,7 +40,13 @@ class Process:
         self._ended = False
         """Whether every line is collected (end of the output, not just the exit)."""
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_as_from_a_terminal,
         )
         threading.Thread(target=self._collect, daemon=True).start()
 
