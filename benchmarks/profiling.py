@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["WATCHED", "Profiler", "shares"]
 
 WATCHED = {
-    "registry": ("jobupdates/registry.py", "jobupdates/presence.py"),
+    "registry": ("jobupdates/monitoring/registry.py", "jobupdates/monitoring/records.py"),
     "metrics": ("prometheus_client/",),
 }
 """Report name -> path fragments: a sample counts for a name if any frame matches."""

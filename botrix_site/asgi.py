@@ -19,9 +19,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from jobupdates.auth import JobUpdatesAuthMiddleware  # noqa: E402
+from jobupdates.access.middleware import JobUpdatesAuthMiddleware  # noqa: E402
+from jobupdates.delivery.daphne import RawSendMiddleware  # noqa: E402
 from jobupdates.routing import websocket_urlpatterns  # noqa: E402
-from jobupdates.transport import RawSendMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -15,7 +15,7 @@ everywhere. Its flags come from :func:`daphne_argv`:
 * ``--fd N`` (a socket opened by the process manager, as supervisor's
   ``fcgi-program`` does) replaces the TCP endpoint; its backlog is the manager's.
 
-It serves with :class:`jobupdates.drain_server.DrainingServer`: on SIGTERM or
+It serves with :class:`jobupdates.delivery.drain_server.DrainingServer`: on SIGTERM or
 SIGINT it stops listening and closes each WebSocket client with
 ``server_restarting`` and 1012, spread over ``JOBUPDATES_DRAIN_SECONDS``.
 """
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (it is logged)")
     parser.add_argument("--fd", type=int, help="listen on this inherited socket instead")
     args, extra = parser.parse_known_args(argv)
-    from jobupdates.drain_server import DrainingCommandLineInterface
+    from jobupdates.delivery.drain_server import DrainingCommandLineInterface
 
     DrainingCommandLineInterface().run(daphne_argv(args.host, args.port, *extra, fd=args.fd))
 

@@ -9,7 +9,7 @@
 | ``REDIS_URL`` | ``redis://127.0.0.1:6379/0`` |
 | ``DATABASE_URL`` | ``sqlite:///<project>/db.sqlite3`` |
 | ``DJANGO_SECURE_PROXY`` | off; on behind a TLS-terminating proxy |
-| ``JOBUPDATES_*`` | see ``jobupdates/conf.py`` (read there, from settings or the environment) |
+| ``JOBUPDATES_*`` | see ``jobupdates/conf/`` (read there, from settings or the environment) |
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ DATABASES = {
 # job updates. socket_timeout is explicit: redis-py 8 defaults to 5 s.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "jobupdates.layers.JobUpdatesChannelLayer",
+        "BACKEND": "jobupdates.delivery.layers.JobUpdatesChannelLayer",
         "CONFIG": {
             "hosts": [
                 {

@@ -9,6 +9,6 @@ from django.views.generic import TemplateView
 urlpatterns = [
     path("", TemplateView.as_view(template_name="index.html"), name="index"),
     path("admin/", admin.site.urls),
-    path("", include("jobupdates.console")),  # /console/: the staff console
+    path("", include("jobupdates.monitoring.console")),  # /console/: the staff console
     path("", include("jobupdates.urls")),  # /ws/stats and /metrics
 ]

@@ -3,13 +3,13 @@
 Each list or detail request first rebuilds the :class:`ConnectedClient` read
 model from the Redis registry, so the admin's search, ordering, instance
 filter and pagination work on live data. The only action disconnects the
-selected clients: it sends :data:`~jobupdates.registry.DISCONNECT_EVENT` to
+selected clients: it sends :data:`~jobupdates.monitoring.registry.DISCONNECT_EVENT` to
 each client's channel, and its consumer, on whichever process holds it,
 sends an ``error`` frame and closes with 4000. Every staff member may see
 and use it; nothing can be added, changed or deleted.
 
 "Dead letters" lists the messages the bridge rejected, rebuilt the same way
-from the capped Redis list (:mod:`jobupdates.dead_letters`): read-only, staff
+from the capped Redis list (:mod:`jobupdates.ingest.dead_letters`): read-only, staff
 only, filterable by reason.
 """
 
@@ -28,10 +28,10 @@ from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from jobupdates.conf import conf
-from jobupdates.dead_letters import read_dead_letters
+from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.models import ConnectedClient, DeadLetter
+from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot, sync_client
 from jobupdates.protocol.logs import loggable
-from jobupdates.registry import DISCONNECT_EVENT, read_snapshot, sync_client
 
 __all__ = ["ConnectedClientAdmin", "DeadLetterAdmin"]
 

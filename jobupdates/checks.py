@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
-from jobupdates.auth import WILDCARD_HOST, origin_hosts
+from jobupdates.access.middleware import WILDCARD_HOST, origin_hosts
 from jobupdates.conf import PREFIX, SETTING_NAMES, conf, redis_url_problem
 
 __all__ = ["check_channel_layer", "check_origins", "check_settings"]

@@ -1,8 +1,8 @@
 """The WebSocket consumer: admits, catches up, relays, and enforces the limits.
 
 It only does I/O. Frames are parsed and built by :mod:`jobupdates.protocol`;
-what a connection receives is its :class:`~jobupdates.feed.Feed`, which the
-fast-path layer (:mod:`jobupdates.layers`) writes to directly. With another
+what a connection receives is its :class:`~jobupdates.delivery.feed.Feed`, which the
+fast-path layer (:mod:`jobupdates.delivery.layers`) writes to directly. With another
 channel layer, :meth:`JobUpdatesConsumer.job_update` hands updates to the feed.
 
 On connect: refuse (error frame, then a close code) or accept; send
@@ -29,27 +29,28 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from jobupdates import gate, protocol
-from jobupdates.admission import admission
-from jobupdates.catchup import catch_up
+from jobupdates import protocol
+from jobupdates.access import gate
+from jobupdates.access.admission import admission
+from jobupdates.access.limits import Strikes, TokenBucket
+from jobupdates.access.tokens import SUBPROTOCOL
 from jobupdates.conf import conf
-from jobupdates.deliveries import RECEIVED_AT, counters
-from jobupdates.feed import Feed, Send
-from jobupdates.layer_faults import Fault, LayerFaults
-from jobupdates.layers import JobUpdatesChannelLayer, MalformedEvent, job_update_send
-from jobupdates.limits import Strikes, TokenBucket
-from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
-from jobupdates.protocol.connect import ConnectRequest
-from jobupdates.protocol.logs import loggable
-from jobupdates.registry import LocalClient, get_registry
-from jobupdates.tokens import SUBPROTOCOL
-from jobupdates.transport import (
+from jobupdates.delivery.catchup import catch_up
+from jobupdates.delivery.daphne import (
     CLOSED_SEND_ERRORS,
     abort_later,
     backlog_probe,
     frame_writer,
     raw_send,
 )
+from jobupdates.delivery.faults import Fault, LayerFaults
+from jobupdates.delivery.feed import Feed, Send
+from jobupdates.delivery.layers import JobUpdatesChannelLayer, MalformedEvent, job_update_send
+from jobupdates.monitoring.deliveries import RECEIVED_AT, counters
+from jobupdates.monitoring.registry import LocalClient, get_registry
+from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
+from jobupdates.protocol.connect import ConnectRequest
+from jobupdates.protocol.logs import loggable
 
 __all__ = ["JobUpdatesConsumer"]
 

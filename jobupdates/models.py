@@ -1,12 +1,12 @@
 """The admin's read models: the client registry, and the dead-letter list.
 
-The registry lives in Redis (:mod:`jobupdates.registry`); Django's admin needs
+The registry lives in Redis (:mod:`jobupdates.monitoring.registry`); Django's admin needs
 a queryset to search, order, filter and paginate. :class:`ConnectedClient` is
 a table the admin rebuilds from Redis on each request
 (:meth:`ReadModelQuerySet.replace_with`), so the list is as fresh as
 Redis. Nothing writes it otherwise, and nothing in it is editable.
 :class:`DeadLetter` is the same for the bridge's dead-letter list
-(:mod:`jobupdates.dead_letters`).
+(:mod:`jobupdates.ingest.dead_letters`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from django.db import IntegrityError, models, transaction
 
-from jobupdates.presence import ClientRecord
+from jobupdates.monitoring.records import ClientRecord
 from jobupdates.protocol import dead_letters
 
 __all__ = ["ConnectedClient", "DeadLetter"]

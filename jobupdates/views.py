@@ -1,6 +1,6 @@
 """HTTP endpoints: ``POST /ws/token``, ``GET /ws/stats`` (JSON) and ``GET /metrics``.
 
-``POST /ws/token`` mints a WebSocket token (:mod:`jobupdates.minting`) for
+``POST /ws/token`` mints a WebSocket token (:mod:`jobupdates.access.minting`) for
 the logged-in user: session authentication with Django's CSRF check, so a
 page on another site cannot mint one. Anonymous requests get 401, a failed
 CSRF check 403, both as JSON.
@@ -24,13 +24,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
-from jobupdates import metrics
-from jobupdates.bridge_stats import read_reports
+from jobupdates.access.minting import mint
 from jobupdates.conf import conf
-from jobupdates.dead_letters import read_dead_letters
-from jobupdates.minting import mint
-from jobupdates.registry import read_snapshot, sync_client
-from jobupdates.stats import RECENT_DEAD_LETTERS, DeadLetters, stats_document
+from jobupdates.ingest.dead_letters import read_dead_letters
+from jobupdates.ingest.report import read_reports
+from jobupdates.monitoring import metrics
+from jobupdates.monitoring.registry import read_snapshot, sync_client
+from jobupdates.monitoring.stats import RECENT_DEAD_LETTERS, DeadLetters, stats_document
 
 __all__ = ["metrics_view", "ws_stats", "ws_token"]
 

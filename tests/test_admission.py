@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobupdates.admission import Admission
+from jobupdates.access.admission import Admission
 from jobupdates.protocol import ErrorCode
 
 

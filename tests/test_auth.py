@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobupdates.auth import offered_token, origin_allowed, origin_hosts
+from jobupdates.access.middleware import offered_token, origin_allowed, origin_hosts
 
 HOSTS = ["127.0.0.1", "localhost", ".example.com"]
 
@@ -50,7 +50,7 @@ def test_token_is_found_among_subprotocols():
 
 
 def test_empty_allowed_hosts_follow_django_in_debug(settings):
-    from jobupdates.auth import _allowed_hosts
+    from jobupdates.access.middleware import _allowed_hosts
 
     settings.ALLOWED_HOSTS = []
     settings.DEBUG = True
@@ -87,7 +87,7 @@ def test_origin_hosts_drop_the_wildcard_and_fall_back_to_local_hosts_in_debug():
 
 
 def test_the_middleware_ignores_a_wildcard_allowed_host(settings):
-    from jobupdates.auth import _allowed_hosts
+    from jobupdates.access.middleware import _allowed_hosts
 
     settings.ALLOWED_HOSTS = ["*"]
     settings.DEBUG = False
@@ -98,7 +98,7 @@ def test_the_middleware_ignores_a_wildcard_allowed_host(settings):
 
 def test_empty_allowed_hosts_in_debug_allow_local_pages_only(settings):
     """What docs/troubleshooting.md says: `make run` pages work, other sites do not."""
-    from jobupdates.auth import _allowed_hosts
+    from jobupdates.access.middleware import _allowed_hosts
 
     settings.ALLOWED_HOSTS = []
     settings.DEBUG = True
@@ -109,7 +109,7 @@ def test_empty_allowed_hosts_in_debug_allow_local_pages_only(settings):
 
 
 def test_job_forbidden_message_escapes_and_bounds_job_ids():
-    from jobupdates.gate import JOB_ID_LIMIT, JOBS_NAMED, job_forbidden_message
+    from jobupdates.access.gate import JOB_ID_LIMIT, JOBS_NAMED, job_forbidden_message
 
     forged = "a\nCRITICAL django.security.SuspiciousOperation: forged"
     message = job_forbidden_message([forged])

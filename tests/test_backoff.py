@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from jobupdates.backoff import backoff
+from jobupdates.ingest.backoff import backoff
 
 
 def take(n, iterator):

@@ -12,9 +12,10 @@ import pytest
 from benchmarks.profiling import WATCHED, Profiler, shares
 
 RAW = [
-    "<module> (daphne/cli.py:1);write (jobupdates/transport.py:86) 90\n",
-    "<module> (daphne/cli.py:1);refresh (jobupdates/registry.py:207) 6\n",
-    "refresh (jobupdates/registry.py:207);encode (jobupdates/presence.py:81) 3\n",
+    "<module> (daphne/cli.py:1);write (jobupdates/delivery/daphne.py:86) 90\n",
+    "<module> (daphne/cli.py:1);refresh (jobupdates/monitoring/registry.py:207) 6\n",
+    "refresh (jobupdates/monitoring/registry.py:207);"
+    "encode (jobupdates/monitoring/records.py:81) 3\n",
     "observe (prometheus_client/metrics.py:600) 1\n",
     "not a sample line\n",
 ]
@@ -33,7 +34,7 @@ def test_no_samples_gives_no_share():
 ROOT = Path(__file__).resolve().parents[1]
 BUSY = """
 import time
-from jobupdates.presence import activity_fragment
+from jobupdates.monitoring.records import activity_fragment
 print("ready", flush=True)
 end = time.monotonic() + 30
 while time.monotonic() < end:

@@ -13,8 +13,8 @@ from channels.layers import InMemoryChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from botrix_site.redis_server import RedisServer, free_port
-from jobupdates.backoff import backoff
-from jobupdates.bridge import Bridge, BridgeOptions, BridgeState
+from jobupdates.ingest.backoff import backoff
+from jobupdates.ingest.bridge import Bridge, BridgeOptions, BridgeState
 from jobupdates.protocol import JOB_UPDATE_EVENT, RejectReason
 
 GROUP = "jobupdates.all"
@@ -85,7 +85,7 @@ async def test_invalid_messages_are_counted_logged_and_do_not_stop_the_flow(
     layer, channel = member
     bridge = make_bridge(redis_server.url, layer, statuses=("completed",), max_payload_bytes=100)
     task = await running(bridge)
-    with caplog.at_level(logging.WARNING, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
         publish(b"{oops")
         publish(json.dumps({"job_id": "a", "status": "queued"}))
         publish(json.dumps({"job_id": "a", "status": "completed", "data": "x" * 200}))
@@ -107,7 +107,7 @@ async def test_reconnects_after_redis_restarts_and_logs_each_state(member, caplo
     layer, channel = member
     server = RedisServer().start()
     bridge = make_bridge(server.url, layer)
-    with caplog.at_level(logging.INFO, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.INFO, logger="jobupdates.ingest.bridge"):
         task = await running(bridge)
         server.stop()
         await asyncio.wait_for(bridge.wait_for_state(BridgeState.BACKING_OFF), 5)
@@ -142,7 +142,7 @@ async def test_failed_group_send_is_retried_not_dropped(redis_server, publish, c
     await layer.group_add(GROUP, channel)
     bridge = make_bridge(redis_server.url, layer)
     task = await running(bridge)
-    with caplog.at_level(logging.WARNING, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
         publish(json.dumps(VALID))
         assert json.loads((await receive(layer, channel))["text"])["job_id"] == "j-1"
     retries = [r.getMessage() for r in caplog.records if "group_send failed" in r.getMessage()]
@@ -157,7 +157,7 @@ async def test_update_still_unsent_at_stop_is_logged_as_an_error(redis_server, c
     layer = FlakyLayer(failures=10**6)
     bridge = make_bridge(redis_server.url, layer)
     bridge.stop()
-    with caplog.at_level(logging.ERROR, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.ERROR, logger="jobupdates.ingest.bridge"):
         await bridge.handle(json.dumps(VALID).encode())
     assert any(
         "stopping with 1 update(s) not forwarded (jobs 'j-1'; group_send failed)" in r.getMessage()
@@ -168,7 +168,7 @@ async def test_update_still_unsent_at_stop_is_logged_as_an_error(redis_server, c
 
 def history_and_lease(client, holder: str):
     from jobupdates.history import History
-    from jobupdates.leadership import Lease
+    from jobupdates.ingest.leadership import Lease
 
     history = History(
         client,
@@ -233,7 +233,7 @@ async def test_two_bridges_deliver_exactly_once_and_the_standby_takes_over(
         assert time.monotonic() < deadline, "expected the standby to skip all 5"
         await asyncio.sleep(0.01)
     assert (active.stats.forwarded, standby.stats.skipped_as_standby) == (5, 5)
-    with caplog.at_level(logging.INFO, logger="jobupdates.leadership"):
+    with caplog.at_level(logging.INFO, logger="jobupdates.ingest.leadership"):
         active.stop()
         await tasks[bridges.index(active)]
         await asyncio.wait_for(standby.election.active.wait(), 3)
@@ -280,7 +280,7 @@ async def test_a_standby_that_does_not_know_the_holder_checks_before_skipping(
 ):
     import redis.asyncio as aioredis
 
-    from jobupdates.leadership import Lease
+    from jobupdates.ingest.leadership import Lease
 
     class FailingTwice(Lease):
         failures = 4  # two tries each: the election's first check, then the one on subscribing

@@ -17,8 +17,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 
-from jobupdates.admission import admission
-from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
+from jobupdates.access.admission import admission
+from jobupdates.access.middleware import AUTH_ERROR, ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
 from jobupdates.history import History
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
@@ -210,7 +210,7 @@ async def test_with_the_fast_layer_updates_bypass_the_consumer_handler(
 ):
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "jobupdates.layers.JobUpdatesChannelLayer",
+            "BACKEND": "jobupdates.delivery.layers.JobUpdatesChannelLayer",
             "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": 30}]},
         }
     }
@@ -453,7 +453,7 @@ async def test_a_malformed_update_is_dropped_and_the_consumer_goes_on(staff, cap
 
 
 async def test_ordinary_path_counts_only_updates_it_sent(staff, history_redis):
-    from jobupdates.deliveries import counters
+    from jobupdates.monitoring.deliveries import counters
 
     comm = await connected(staff, "job=mine")
     before = counters.deliveries

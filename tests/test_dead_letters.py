@@ -20,9 +20,10 @@ from channels.layers import InMemoryChannelLayer
 from django.contrib.auth.models import User
 
 from botrix_site.redis_server import free_port
-from jobupdates.backoff import backoff
-from jobupdates.bridge import Bridge, BridgeOptions, BridgeState
-from jobupdates.dead_letters import DeadLetterWriter, read_dead_letters
+from jobupdates.ingest.backoff import backoff
+from jobupdates.ingest.bridge import Bridge, BridgeOptions, BridgeState
+from jobupdates.ingest.dead_letters import DeadLetterWriter, read_dead_letters
+from jobupdates.ingest.rejections import LogThrottle, Rejections
 from jobupdates.protocol import InvalidJobUpdate, RejectReason
 from jobupdates.protocol.dead_letters import (
     PREVIEW_BYTES,
@@ -31,7 +32,6 @@ from jobupdates.protocol.dead_letters import (
     decode_dead_letter,
     preview_of,
 )
-from jobupdates.rejections import LogThrottle, Rejections
 
 KEY = "botrix:jobs:dead-letters"
 CHANNEL = "botrix:jobs:updates"
@@ -116,7 +116,7 @@ async def test_a_failed_write_is_logged_and_counted_never_raised(caplog):
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
     writer = DeadLetterWriter(client, key=KEY, size=10)
     writer.add(letter())
-    with caplog.at_level(logging.WARNING, logger="jobupdates.dead_letters"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.dead_letters"):
         await writer.flush()
     assert writer.failed == 1
     assert "could not write 1 dead letter(s)" in caplog.text
@@ -125,7 +125,7 @@ async def test_a_failed_write_is_logged_and_counted_never_raised(caplog):
 
 async def test_rejections_log_summary_and_dead_letters_at_close(redis_server, caplog):
     client = aioredis.Redis.from_url(redis_server.url)
-    log = logging.getLogger("jobupdates.bridge")
+    log = logging.getLogger("jobupdates.ingest.bridge")
     rejections = Rejections(
         CHANNEL,
         log=log,
@@ -133,7 +133,7 @@ async def test_rejections_log_summary_and_dead_letters_at_close(redis_server, ca
         throttle=LogThrottle(rate=0.01, burst=2, summary_seconds=60),
     )
     error = InvalidJobUpdate(RejectReason.INVALID_JSON, "expected a JSON object")
-    with caplog.at_level(logging.WARNING, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
         for _ in range(5):
             await rejections.reject(error, b"{oops", time.time())
         await rejections.reject(error, b"{standby", time.time(), keep=False)
@@ -168,7 +168,7 @@ async def test_flood_of_100000_malformed_messages_does_not_stop_a_valid_one(redi
             pipe.publish(CHANNEL, json.dumps(VALID))
             pipe.execute()
 
-    with caplog.at_level(logging.WARNING, logger="jobupdates.bridge"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
         await asyncio.to_thread(flood)
         message = await asyncio.wait_for(layer.receive(member), 60)
         assert json.loads(message["text"])["job_id"] == "j-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobupdates.drain import CloseSchedule, restarting_message
+from jobupdates.delivery.drain import CloseSchedule, restarting_message
 
 
 def test_closes_are_spread_evenly_first_at_once_last_before_the_end():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jobupdates.feed import Feed
+from jobupdates.delivery.feed import Feed
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol import JobUpdate
 from jobupdates.protocol.positions import Position, ResetReason, with_position

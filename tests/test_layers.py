@@ -10,7 +10,7 @@ import re
 import pytest
 from prometheus_client import REGISTRY
 
-from jobupdates.layers import SINK_FAILED_EVENT, JobUpdatesChannelLayer
+from jobupdates.delivery.layers import SINK_FAILED_EVENT, JobUpdatesChannelLayer
 from jobupdates.protocol import JOB_UPDATE_EVENT
 
 GROUP = "jobupdates.all"
@@ -129,7 +129,7 @@ async def test_a_failing_sink_is_detached_and_its_consumer_asked_to_close(layer,
     bad_channel = await member(layer, broken)
     await member(layer, good)
     before = errors("sink_failed")
-    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.delivery.layers"):
         await layer.group_send(GROUP, update(1))
         await good.wait_for(1)
     assert layer._get_layer().sinks.get(bad_channel) is None
@@ -149,7 +149,7 @@ async def test_a_malformed_job_update_is_dropped_with_its_reason(layer, caplog):
     plain = await member(layer)
     await member(layer, sink)
     before = errors("malformed_event")
-    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.delivery.layers"):
         await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT})  # no text
         await layer.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": "{}", "position": 7})
         await layer.group_send(GROUP, {"n": 1})  # no type: no consumer could dispatch it
@@ -169,7 +169,7 @@ async def test_bytes_that_do_not_decode_are_dropped_with_their_reason(layer, red
     await member(layer, sink)
     before = errors("undecodable")
     client = aioredis.Redis.from_url(redis_server.url)
-    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.delivery.layers"):
         assert await client.publish(f"asgi__group__{GROUP}", b"\xc1 not msgpack") == 1
         await still_delivering(layer, sink, 1)
     await client.aclose()
@@ -186,11 +186,11 @@ async def test_any_other_error_is_logged_with_its_traceback_and_the_loop_goes_on
             monkeypatch.undo()  # once
             raise RuntimeError("a bug")
 
-    monkeypatch.setattr("jobupdates.layers.counters", Broken())
+    monkeypatch.setattr("jobupdates.delivery.layers.counters", Broken())
     sink = Recorder()
     await member(layer, sink)
     before = errors("unexpected")
-    with caplog.at_level(logging.WARNING, logger="jobupdates.layers"):
+    with caplog.at_level(logging.WARNING, logger="jobupdates.delivery.layers"):
         await layer.group_send(GROUP, update(1))
         await sink.wait_for(1)
         await still_delivering(layer, sink, 2)
@@ -201,7 +201,7 @@ async def test_any_other_error_is_logged_with_its_traceback_and_the_loop_goes_on
 
 
 def test_job_update_send_says_what_it_expected():
-    from jobupdates.layers import MalformedEvent, job_update_send
+    from jobupdates.delivery.layers import MalformedEvent, job_update_send
 
     assert job_update_send({"type": JOB_UPDATE_EVENT, "text": "t"})["text"] == "t"
     for event, expected in [
@@ -215,7 +215,7 @@ def test_job_update_send_says_what_it_expected():
 
 
 def test_fault_lines_are_throttled_per_reason_and_summed_up():
-    from jobupdates.layer_faults import Fault, LayerFaults
+    from jobupdates.delivery.faults import Fault, LayerFaults
 
     now = [0.0]
     lines: list[str] = []
@@ -307,7 +307,7 @@ async def test_updates_published_while_the_subscription_was_down_are_replayed(
     """Redis stays up but drops this process's pub/sub connection (CLIENT KILL)."""
     import redis.asyncio as aioredis
 
-    from jobupdates.feed import Feed
+    from jobupdates.delivery.feed import Feed
     from jobupdates.history import History
     from jobupdates.protocol import JobUpdate
     from jobupdates.protocol.positions import with_position

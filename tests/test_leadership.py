@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from jobupdates.leadership import Election, Lease, Role
+from jobupdates.ingest.leadership import Election, Lease, Role
 
 
 @pytest.fixture

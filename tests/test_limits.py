@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobupdates.limits import Strikes, TokenBucket
+from jobupdates.access.limits import Strikes, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate():

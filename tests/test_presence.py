@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobupdates.bridge_stats import BridgeStatsPublisher
-from jobupdates.deliveries import DeliveryCounters
-from jobupdates.presence import (
+from jobupdates.ingest.report import BridgeStatsPublisher
+from jobupdates.monitoring.deliveries import DeliveryCounters
+from jobupdates.monitoring.records import (
     ClientRecord,
     InstanceInfo,
     activity_fragment,
@@ -21,8 +21,8 @@ from jobupdates.presence import (
     parse_networks,
     resolve_remote_addr,
 )
+from jobupdates.monitoring.stats import stats_document
 from jobupdates.protocol import RejectReason
-from jobupdates.stats import stats_document
 
 PROXIES = parse_networks(["10.0.0.0/8", "::1"])
 

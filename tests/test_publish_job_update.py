@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from botrix_site.redis_server import RedisServer, free_port
 from jobupdates.protocol import DEFAULT_STATUSES, InvalidJobUpdate, parse_job_update
-from jobupdates.publishing import (
+from jobupdates.protocol.publishing import (
     PublishError,
     RateSummary,
     build_payload,

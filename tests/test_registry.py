@@ -12,9 +12,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from jobupdates.auth import ORIGIN_OK
+from jobupdates.access.middleware import ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
-from jobupdates.registry import DISCONNECT_EVENT, Registry, read_snapshot
+from jobupdates.monitoring.registry import DISCONNECT_EVENT, Registry, read_snapshot
 
 SCOPE = {
     "client": ("10.0.0.5", 5555),
@@ -150,7 +150,7 @@ async def test_clients_of_a_process_that_stops_refreshing_vanish_within_two_inte
 async def test_registry_failures_never_reach_the_consumer(caplog):
     client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_timeout=1)
     registry = Registry(client, interval=60)
-    with caplog.at_level("WARNING", logger="jobupdates.registry"):
+    with caplog.at_level("WARNING", logger="jobupdates.monitoring.registry"):
         await registry.register(SCOPE, "e" * 32, "chan-3", ["jobupdates.all"], lambda: 0)
         await registry.refresh()
         await registry.unregister("e" * 32)

@@ -1,10 +1,10 @@
-"""jobupdates.stopping: a wait that a stop request cuts short."""
+"""jobupdates.ingest.stopping: a wait that a stop request cuts short."""
 
 from __future__ import annotations
 
 import asyncio
 
-from jobupdates.stopping import pause
+from jobupdates.ingest.stopping import pause
 
 
 async def test_a_stop_already_requested_ends_the_wait_at_once():

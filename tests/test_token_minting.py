@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from jobupdates.minting import backdated_token, mint
-from jobupdates.tokens import TokenError, read_token
+from jobupdates.access.minting import backdated_token, mint
+from jobupdates.access.tokens import TokenError, read_token
 
 CSRF = "a" * 32
 """A CSRF secret, sent as both the cookie and the header (Django's double submit)."""

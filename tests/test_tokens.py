@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jobupdates.tokens import (
+from jobupdates.access.tokens import (
     USED_MARK_MARGIN_MS,
     TokenError,
     mint_token,

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from jobupdates.transport import backlog_probe, frame_writer
+from jobupdates.delivery.daphne import backlog_probe, frame_writer
 
 
 class Transport:

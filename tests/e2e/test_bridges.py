@@ -44,7 +44,7 @@ async def receive_numbers(ws, job_id: str, count: int) -> list[int]:
 
 async def takeover_in_stats(client: redis.Redis, pid: int) -> None:
     """Wait until the bridge with ``pid`` reports itself active after one takeover."""
-    from jobupdates.bridge_stats import read_reports
+    from jobupdates.ingest.report import read_reports
 
     deadline = time.monotonic() + 5
     while True:

@@ -24,7 +24,7 @@ import redis
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
-from jobupdates.registry import read_snapshot
+from jobupdates.monitoring.registry import read_snapshot
 from tests.conftest import CHANNEL, STAFF
 from tests.support.clients import login, recv_json, welcomed, ws_connect
 from tests.support.processes import Process, child_env, start_bridge, start_daphne

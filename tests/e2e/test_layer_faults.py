@@ -23,8 +23,8 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
 from jobupdates.protocol import JOB_UPDATE_EVENT
-from jobupdates.registry import DISCONNECT_EVENT, read_snapshot
 from tests.conftest import LAYER_SETTINGS, Stack
 from tests.support.clients import recv_json, welcomed, without_position, ws_connect
 

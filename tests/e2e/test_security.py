@@ -30,8 +30,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
-from jobupdates.minting import backdated_token
-from jobupdates.tokens import read_token
+from jobupdates.access.minting import backdated_token
+from jobupdates.access.tokens import read_token
 from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER
 from tests.support.clients import login, recv_json, welcomed, ws_connect
 from tests.support.processes import (

@@ -106,7 +106,7 @@ class Walkthrough:
         if command == "python manage.py createsuperuser":  # interactive: answer up front
             self.env["DJANGO_SUPERUSER_PASSWORD"] = STAFF[1]
             command += f" --noinput --username {STAFF[0]} --email newcomer@example.com"
-        if command.startswith(("daphne ", "python -m jobupdates.drain_server ")):
+        if command.startswith(("daphne ", "python -m jobupdates.delivery.drain_server ")):
             assert "tcp:port=8000:" in command, command
             self.port = free_port()
             self.daphne = self.start("daphne", command.replace("port=8000", f"port={self.port}"))

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jobupdates.access.minting import mint
 from jobupdates.conf import conf
-from jobupdates.minting import mint
 
 
 class Command(BaseCommand):

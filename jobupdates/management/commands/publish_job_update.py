@@ -7,7 +7,7 @@ For operators and testing::
     manage.py publish_job_update completed load-test --count 10000 --stress
     manage.py publish_job_update --interactive
 
-The payload logic lives in :mod:`jobupdates.publishing`; this module only
+The payload logic lives in :mod:`jobupdates.protocol.publishing`; this module only
 parses arguments, talks to Redis and prints.
 """
 
@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobupdates.conf import conf, redis_url_problem
-from jobupdates.publishing import (
+from jobupdates.protocol.publishing import (
     SEQUENCE_PLACEHOLDER,
     PublishError,
     RateSummary,

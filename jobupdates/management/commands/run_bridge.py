@@ -13,13 +13,13 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobupdates.backoff import backoff
-from jobupdates.bridge import Bridge, BridgeOptions, run_until_signalled
-from jobupdates.bridge_stats import BridgeStatsPublisher
 from jobupdates.conf import conf, redis_url_problem
-from jobupdates.dead_letters import DeadLetterWriter
 from jobupdates.history import History
-from jobupdates.leadership import Lease
+from jobupdates.ingest.backoff import backoff
+from jobupdates.ingest.bridge import Bridge, BridgeOptions, run_until_signalled
+from jobupdates.ingest.dead_letters import DeadLetterWriter
+from jobupdates.ingest.leadership import Lease
+from jobupdates.ingest.report import BridgeStatsPublisher
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ they start): each process then writes its series to files there and
 ``livesum``: the files of a process that died are dropped at the next scrape.
 
 The bridge's counters come from the bridge's report in Redis
-(:mod:`jobupdates.bridge_stats`), so every instance reports the same
+(:mod:`jobupdates.ingest.report`), so every instance reports the same
 ``jobupdates_bridge_*`` series: aggregate them with ``max``, not ``sum``.
 """
 
@@ -77,7 +77,7 @@ REDIS_RECONNECTS = Counter(
 LAYER_ERRORS = Counter(
     "jobupdates_layer_errors",
     "Messages the channel layer dropped, and sinks it detached, by reason"
-    " (see jobupdates.layer_faults).",
+    " (see jobupdates.delivery.faults).",
     ["reason"],
 )
 
@@ -87,7 +87,7 @@ class BridgeCollector(Collector):
 
     def __init__(self, reports: list[dict[str, Any]]) -> None:
         """Args:
-        reports: The live bridges' reports (:func:`jobupdates.bridge_stats.read_reports`).
+        reports: The live bridges' reports (:func:`jobupdates.ingest.report.read_reports`).
         """
         self.reports = reports
 

@@ -1,6 +1,6 @@
 """Minting WebSocket tokens for the endpoint and the management command.
 
-A token (:mod:`jobupdates.tokens`) is valid for ``JOBUPDATES_TOKEN_TTL``
+A token (:mod:`jobupdates.access.tokens`) is valid for ``JOBUPDATES_TOKEN_TTL``
 seconds after its timestamp. A shorter lifetime is given by backdating the
 timestamp: a token minted with ``ttl=10`` under a TTL of 60 carries a
 timestamp 50 s in the past, so the server's own expiry check ends it 10 s
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.core import signing
 from django.utils.encoding import force_str
 
-from jobupdates.tokens import _SALT, SUBPROTOCOL, TOKEN_PREFIX
+from jobupdates.access.tokens import _SALT, SUBPROTOCOL, TOKEN_PREFIX
 
 __all__ = ["MintedToken", "backdated_token", "mint"]
 
@@ -35,7 +35,7 @@ class _BackdatedSigner(signing.TimestampSigner):
 def backdated_token(user_pk: object, age: float) -> str:
     """Return a token for ``user_pk`` that looks ``age`` seconds old.
 
-    Same claims as :func:`jobupdates.tokens.mint_token`: the user and a
+    Same claims as :func:`jobupdates.access.tokens.mint_token`: the user and a
     single-use nonce.
     """
     return _BackdatedSigner(age).sign_object({"u": str(user_pk), "n": secrets.token_hex(12)})

@@ -7,9 +7,9 @@ client frame once, records it in the :class:`~jobupdates.history.History`
 state: every loss of Redis is logged, then followed by a reconnect after a
 capped, jittered backoff. A valid update that cannot be recorded or
 forwarded is retried, never dropped. A rejected message is counted, logged
-(throttled) and kept as a dead letter (:mod:`jobupdates.rejections`).
+(throttled) and kept as a dead letter (:mod:`jobupdates.ingest.rejections`).
 
-With a :class:`~jobupdates.leadership.Lease`, several bridges can run: one is
+With a :class:`~jobupdates.ingest.leadership.Lease`, several bridges can run: one is
 active and forwards, the others stay subscribed as hot standbys and take
 over once the active one stops renewing its lease.
 
@@ -33,10 +33,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from jobupdates.dead_letters import DeadLetterWriter
-from jobupdates.forwarding import Forwarder, GroupSender
 from jobupdates.history import History
-from jobupdates.leadership import Election, Lease, Role
+from jobupdates.ingest.dead_letters import DeadLetterWriter
+from jobupdates.ingest.forwarder import Forwarder, GroupSender
+from jobupdates.ingest.leadership import Election, Lease, Role
+from jobupdates.ingest.rejections import Rejections
+from jobupdates.ingest.stopping import pause
 from jobupdates.protocol import (
     DEFAULT_STATUSES,
     InvalidJobUpdate,
@@ -44,8 +46,6 @@ from jobupdates.protocol import (
     RejectReason,
     parse_job_update,
 )
-from jobupdates.rejections import Rejections
-from jobupdates.stopping import pause
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 

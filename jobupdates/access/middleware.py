@@ -6,7 +6,7 @@ the consumer refuses with an explicit error frame and close code, because a
 refusal at the handshake reaches a browser as a bare HTTP 403.
 
 * ``scope["user"]`` becomes the token's user when a valid token is offered
-  (see :mod:`jobupdates.tokens`); each token is accepted once.
+  (see :mod:`jobupdates.access.tokens`); each token is accepted once.
 * ``scope["jobupdates.auth_error"]`` says why an offered token was refused.
 * ``scope["jobupdates.origin_ok"]`` says whether the ``Origin`` is allowed:
   one of ``JOBUPDATES_ALLOWED_ORIGINS`` (``*`` allows any, explicitly), else
@@ -28,9 +28,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http.request import split_domain_port, validate_host
 
+from jobupdates.access.tokens import TOKEN_PREFIX, TokenError, read_token, used_mark_milliseconds
 from jobupdates.conf import conf
 from jobupdates.redis_client import async_client
-from jobupdates.tokens import TOKEN_PREFIX, TokenError, read_token, used_mark_milliseconds
 
 __all__ = [
     "AUTH_ERROR",

@@ -18,10 +18,10 @@ from typing import Any, Protocol, TypeVar
 from redis.exceptions import RedisError
 
 from jobupdates.history import History
+from jobupdates.ingest.stopping import pause
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import with_position
-from jobupdates.stopping import pause
 
 __all__ = ["Forwarder", "GroupSender"]
 

@@ -1,7 +1,7 @@
 """When a stopping server closes each client: the drain's schedule.
 
 Pure: no I/O, no clock. On SIGTERM or SIGINT, a Daphne process started
-through :mod:`jobupdates.drain_server` closes its WebSocket clients
+through :mod:`jobupdates.delivery.drain_server` closes its WebSocket clients
 (``server_restarting``, then close 1012) spread evenly over
 ``JOBUPDATES_DRAIN_SECONDS``, so they do not all reconnect to the other
 processes in the same instant. :class:`CloseSchedule` says how many clients

@@ -34,8 +34,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from jobupdates.presence import KEY_PREFIX
-from jobupdates.stopping import pause
+from jobupdates.ingest.stopping import pause
+from jobupdates.monitoring.records import KEY_PREFIX
 
 __all__ = ["BRIDGES_KEY", "BridgeStatsPublisher", "bridge_key", "read_reports"]
 

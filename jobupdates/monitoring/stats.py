@@ -9,7 +9,7 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jobupdates.presence import Snapshot
+from jobupdates.monitoring.records import Snapshot
 from jobupdates.protocol.dead_letters import DeadLetter
 
 __all__ = ["RECENT_DEAD_LETTERS", "DeadLetters", "stats_document"]
@@ -83,7 +83,7 @@ def stats_document(
 
     Args:
         snapshot: The live instances and their clients.
-        reports: The live bridges' reports (:mod:`jobupdates.bridge_stats`).
+        reports: The live bridges' reports (:mod:`jobupdates.ingest.report`).
         now: The current Unix time.
         dead_letters: The dead-letter list's newest entries and size, if read.
 

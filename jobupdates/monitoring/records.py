@@ -1,6 +1,6 @@
 """The client registry's data, without I/O: records, keys, addresses, snapshots.
 
-Pure: no Django, asyncio or Redis imports. :mod:`jobupdates.registry` does the
+Pure: no Django, asyncio or Redis imports. :mod:`jobupdates.monitoring.registry` does the
 Redis I/O with what this module builds and parses.
 
 Redis layout (``P`` is :data:`KEY_PREFIX`):

@@ -1,7 +1,7 @@
 """What one connection receives: filtering, replay, and the switch to live updates.
 
 A :class:`Feed` is the sink the channel layer writes a connection's job
-updates to (see :mod:`jobupdates.layers`). It filters by the connection's
+updates to (see :mod:`jobupdates.delivery.layers`). It filters by the connection's
 job subscriptions, and implements "subscribe first, then replay, then drop
 live duplicates": while the consumer replays history, live updates are held
 back; :meth:`Feed.go_live` then sends those the replay did not already cover,
@@ -42,7 +42,7 @@ class Feed:
         jobs: The jobs to receive; None for the all-jobs feed.
         max_held: How many live updates may wait while a replay runs.
         write: Writes a message's pre-built ``frame`` to the socket directly
-            (see :func:`jobupdates.transport.frame_writer`); else ``send`` is used.
+            (see :func:`jobupdates.delivery.daphne.frame_writer`); else ``send`` is used.
         backlog: Gives the bytes the server has not yet written to the socket.
         max_backlog: The most bytes a client may leave unread.
         on_overflow: Called once, with the reason, when either limit is passed;

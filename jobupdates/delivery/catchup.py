@@ -1,6 +1,6 @@
 """Catching one connection up: replay what it missed, send its jobs' states, go live.
 
-The I/O glue between a connection's :class:`~jobupdates.feed.Feed` and the
+The I/O glue between a connection's :class:`~jobupdates.delivery.feed.Feed` and the
 :class:`~jobupdates.history.History`. Both reads are paged, and every frame
 goes through the feed's backlog bound, so a client that does not read is
 dropped as slow (4408) after about ``JOBUPDATES_MAX_BACKLOG_BYTES``, however
@@ -15,7 +15,7 @@ from contextlib import aclosing
 
 from redis.exceptions import RedisError
 
-from jobupdates.feed import Feed
+from jobupdates.delivery.feed import Feed
 from jobupdates.history import History
 from jobupdates.protocol.positions import Position, PositionError, ResetReason
 from jobupdates.redis_client import async_client

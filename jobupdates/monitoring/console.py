@@ -8,11 +8,11 @@ Two views, both for staff only:
 * :func:`simulate` (``POST /console/simulate``) PUBLISHes one update on
   ``JOBUPDATES_CHANNEL`` exactly as a worker does, so it runs the whole path:
   Redis, the bridge, Daphne, the page. The payload is built and checked by
-  :func:`jobupdates.publishing.build_payload`, which runs the bridge's own
+  :func:`jobupdates.protocol.publishing.build_payload`, which runs the bridge's own
   parser (:func:`jobupdates.protocol.parse_job_update`): what the bridge would
   reject gets a 400 with the reason, and is not published.
 
-Include it from the project's URLconf: ``path("", include("jobupdates.console"))``.
+Include it from the project's URLconf: ``path("", include("jobupdates.monitoring.console"))``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from jobupdates.conf import conf
 from jobupdates.protocol.logs import loggable
-from jobupdates.publishing import PublishError, build_payload, parse_data, redact_url
+from jobupdates.protocol.publishing import PublishError, build_payload, parse_data, redact_url
 
 __all__ = ["app_name", "console", "simulate", "urlpatterns"]
 

@@ -7,7 +7,7 @@ Every rejection is counted by the bridge. This module adds:
   second) so that a flood of 100,000 bad messages cannot flood the log;
   what was not logged is summed up by reason in one line at most every
   :data:`SUMMARY_SECONDS`, so nothing is discarded silently;
-* a dead letter per rejection (:mod:`jobupdates.dead_letters`), written in
+* a dead letter per rejection (:mod:`jobupdates.ingest.dead_letters`), written in
   batches by the rejection path itself and, for the last few, shortly after.
 
 :class:`LogThrottle` is pure; :class:`Rejections` does the logging and I/O.
@@ -22,8 +22,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from jobupdates.dead_letters import DeadLetterWriter
-from jobupdates.limits import TokenBucket
+from jobupdates.access.limits import TokenBucket
+from jobupdates.ingest.dead_letters import DeadLetterWriter
 from jobupdates.protocol import InvalidJobUpdate
 from jobupdates.protocol.dead_letters import dead_letter
 

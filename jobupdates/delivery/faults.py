@@ -1,10 +1,10 @@
 """What the channel layer's receive loop does with a message it cannot deliver.
 
-The loop never stops for one message (see :mod:`jobupdates.layers`): it
+The loop never stops for one message (see :mod:`jobupdates.delivery.layers`): it
 drops the message, or detaches the sink that raised, and hands the fault
 here. Each fault is counted in ``jobupdates_layer_errors_total{reason}``
 and logged at WARNING, throttled per reason by a
-:class:`~jobupdates.rejections.LogThrottle` (a burst of :data:`LOG_BURST`
+:class:`~jobupdates.ingest.rejections.LogThrottle` (a burst of :data:`LOG_BURST`
 lines, then :data:`LOG_RATE` per second); the faults not logged one by one
 are summed up in one line per reason at most every :data:`SUMMARY_SECONDS`.
 """
@@ -16,8 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from jobupdates.metrics import LAYER_ERRORS
-from jobupdates.rejections import LogThrottle
+from jobupdates.ingest.rejections import LogThrottle
+from jobupdates.monitoring.metrics import LAYER_ERRORS
 
 __all__ = ["LOG_BURST", "LOG_RATE", "SUMMARY_SECONDS", "Fault", "LayerFaults"]
 

@@ -21,7 +21,7 @@ alive, so the clients of a process killed by SIGKILL vanish within two
 intervals. When the clients hash is found missing (Redis lost its data) or a write
 failed, the next refresh rewrites every record.
 Registry failures are logged and counted, never raised into the consumer.
-The key layout is in :mod:`jobupdates.presence`.
+The key layout is in :mod:`jobupdates.monitoring.records`.
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from jobupdates import metrics, redis_client
+from jobupdates import redis_client
 from jobupdates.conf import conf
-from jobupdates.deliveries import counters
-from jobupdates.presence import (
+from jobupdates.monitoring import metrics
+from jobupdates.monitoring.deliveries import counters
+from jobupdates.monitoring.records import (
     INSTANCES_KEY,
     ClientRecord,
     InstanceInfo,

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from jobupdates.ingest.stopping import pause
 from jobupdates.protocol.logs import loggable
-from jobupdates.stopping import pause
 
 __all__ = ["Election", "Lease", "Role"]
 

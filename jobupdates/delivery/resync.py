@@ -17,7 +17,7 @@ from contextlib import aclosing
 
 from redis.exceptions import RedisError
 
-from jobupdates.feed import Feed
+from jobupdates.delivery.feed import Feed
 from jobupdates.history import History
 from jobupdates.protocol.positions import Position, ResetReason
 from jobupdates.redis_client import async_client

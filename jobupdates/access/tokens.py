@@ -9,7 +9,7 @@ and a random nonce. A client offers it as a WebSocket subprotocol::
 
 so it stays out of URLs and access logs. It expires after
 ``JOBUPDATES_TOKEN_TTL`` seconds and the consumer accepts each nonce once
-(see :mod:`jobupdates.auth`): the first use marks the nonce used in Redis for
+(see :mod:`jobupdates.access.middleware`): the first use marks the nonce used in Redis for
 :func:`used_mark_milliseconds`, longer than the token can still be valid.
 """
 

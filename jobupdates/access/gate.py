@@ -19,9 +19,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from jobupdates import permissions
-from jobupdates.admission import admission
-from jobupdates.auth import AUTH_ERROR, ORIGIN_OK
+from jobupdates.access import permissions
+from jobupdates.access.admission import admission
+from jobupdates.access.middleware import AUTH_ERROR, ORIGIN_OK
 from jobupdates.conf import conf
 from jobupdates.protocol import CloseCode, ErrorCode, FrameError
 from jobupdates.protocol.connect import ConnectRequest, parse_connect_query
@@ -50,7 +50,7 @@ async def admit(scope: dict[str, Any]) -> Admitted | Refusal:
     """Check a connection in order: token, origin, login, query, permissions, limits.
 
     A connection that is admitted is counted in
-    :data:`jobupdates.admission.admission`; release it on disconnect.
+    :data:`jobupdates.access.admission.admission`; release it on disconnect.
     """
     if scope.get(AUTH_ERROR):
         return ErrorCode.INVALID_TOKEN, scope[AUTH_ERROR], CloseCode.UNAUTHENTICATED

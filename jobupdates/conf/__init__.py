@@ -23,9 +23,9 @@ from typing import TypeVar
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from jobupdates import settings_values as v
+from jobupdates.conf import values as v
+from jobupdates.conf.values import GROUP_NAME_RE, redis_url_problem
 from jobupdates.protocol import DEFAULT_STATUSES
-from jobupdates.settings_values import GROUP_NAME_RE, redis_url_problem
 
 __all__ = ["PREFIX", "SETTING_NAMES", "Settings", "conf", "redis_url_problem"]
 
@@ -220,9 +220,9 @@ class Settings:
     @property
     def JOB_AUTHORIZER(self) -> str:
         """Dotted path of a callable ``(user, job_id) -> bool`` deciding per-job
-        subscriptions. Default: ``jobupdates.permissions.can_view_job`` (users who
+        subscriptions. Default: ``jobupdates.access.permissions.can_view_job`` (users who
         may receive all jobs)."""
-        return self._get("JOB_AUTHORIZER", "jobupdates.permissions.can_view_job", v.text)
+        return self._get("JOB_AUTHORIZER", "jobupdates.access.permissions.can_view_job", v.text)
 
     @property
     def MAX_CONNECTIONS_PER_PROCESS(self) -> int:

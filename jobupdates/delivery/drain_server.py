@@ -1,6 +1,6 @@
 """Daphne that drains its WebSocket clients before it stops (SIGTERM, SIGINT).
 
-``python -m jobupdates.drain_server [daphne options] <module>:<application>``
+``python -m jobupdates.delivery.drain_server [daphne options] <module>:<application>``
 runs Daphne's own command line with :class:`DrainingServer`;
 ``python -m botrix_site.serve`` uses it with the project's flags.
 
@@ -13,9 +13,9 @@ first, inside that trigger:
 1. stop listening, so new connections go to the other processes;
 2. send each open WebSocket an ``error`` frame ``server_restarting``, then a
    close frame 1012 (Service Restart), spread over ``JOBUPDATES_DRAIN_SECONDS``
-   (:class:`jobupdates.drain.CloseSchedule`); clients that opened meanwhile
+   (:class:`jobupdates.delivery.drain.CloseSchedule`); clients that opened meanwhile
    are closed at the end;
-3. wait, at most :data:`jobupdates.drain.SETTLE_SECONDS`, for the closing
+3. wait, at most :data:`jobupdates.delivery.drain.SETTLE_SECONDS`, for the closing
    handshakes and for each consumer to finish its ordinary
    ``websocket.disconnect`` (admission release, registry unregister);
 4. hand over to Daphne's ``kill_all_applications`` for whatever is left.
@@ -40,7 +40,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor
 
 from jobupdates.conf import conf
-from jobupdates.drain import SETTLE_SECONDS, CloseSchedule, restarting_message
+from jobupdates.delivery.drain import SETTLE_SECONDS, CloseSchedule, restarting_message
 from jobupdates.protocol import CloseCode, ErrorCode, error_frame
 from jobupdates.protocol.logs import loggable
 
