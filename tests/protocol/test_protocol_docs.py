@@ -15,7 +15,7 @@ import pytest
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
 from jobupdates.protocol.positions import ResetReason
 
-PROTOCOL = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 CODE_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.MULTILINE)
 CLOSE_ROW = re.compile(r"^\| (\d{4}) \|", re.MULTILINE)
 FRAME_TYPE = re.compile(r"^\| `\{\"type\":\"([a-z_]+)\"", re.MULTILINE)
