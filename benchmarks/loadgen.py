@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 import uvloop
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
+from harness.updates import job_update
+
 logger = logging.getLogger(__name__)
 
 WINDOW_STALL_SECONDS = 2.0
@@ -175,13 +177,11 @@ class Generator:
                 seq = self.next_seq
                 self.next_seq += 1
                 now = time.monotonic()
-                update = {
-                    "job_id": f"bench-{seq}",
-                    "status": "processing",
-                    "data": {"seq": seq, "t": now, "pad": pad},
-                }
+                update = job_update(
+                    f"bench-{seq}", "processing", {"seq": seq, "t": now, "pad": pad}
+                )
                 times.append(now)
-                await client.publish(channel, json.dumps(update))
+                await client.publish(channel, update)
         finally:
             await client.aclose()
         return {"first": first, "published_at": times, "stalls": stalls}

@@ -8,7 +8,6 @@ else ran on the machine meanwhile shows up as foreign CPU, a noise flag.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -22,11 +21,11 @@ import redis.asyncio
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.sysstats import MachineCpu, cpu_seconds, listen_overflows, machine_cpu, rss_bytes
 from benchmarks.targets import Stack
-from tests.support.clients import recv_json, welcomed, ws_connect
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.updates import CHANNEL, job_update
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "botrix:jobs:updates"
 GROUP_PATTERN = "*jobupdates.all*"
 """The channel-layer group's Redis channel, for layers that PUBLISH per group."""
 FOREIGN_CPU_LIMIT = 0.10
@@ -108,9 +107,8 @@ def warm_up(stack: Stack, pad: str) -> None:
         async with ws_connect(stack.port, stack.cookie or None) as websocket:
             await welcomed(websocket)
             client = redis.asyncio.Redis.from_url(stack.redis.url)
-            update = {"job_id": "warm-up", "status": "queued", "data": {"pad": pad}}
             async with client:
-                await client.publish(CHANNEL, json.dumps(update))
+                await client.publish(CHANNEL, job_update("warm-up", "queued", {"pad": pad}))
             frame = await recv_json(websocket, timeout=30)
             assert frame["job_id"] == "warm-up", frame
 
@@ -229,9 +227,7 @@ def ingest(stack: Stack, messages: int, pad: str, quiet_wait: float) -> dict[str
             pipe = client.pipeline(transaction=False)
             for seq in range(start, min(messages, start + 1000)):
                 data = {"seq": seq, "t": time.monotonic(), "pad": pad}
-                pipe.publish(
-                    CHANNEL, json.dumps({"job_id": f"i-{seq}", "status": "queued", "data": data})
-                )
+                pipe.publish(CHANNEL, job_update(f"i-{seq}", "queued", data))
             pipe.execute()
         published = time.monotonic()
         counter.wait(messages, idle=DRAIN_IDLE_SECONDS)

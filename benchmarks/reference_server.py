@@ -20,9 +20,10 @@ import uuid
 import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from harness.updates import CHANNEL
+
 logger = logging.getLogger(__name__)
 
-CHANNEL = "botrix:jobs:updates"
 BACKLOG = 4096
 
 

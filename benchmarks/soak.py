@@ -28,9 +28,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.sysstats import rss_bytes
 from benchmarks.targets import Stack, prepare_database, start
+from harness.updates import CHANNEL, job_update
 
 logger = logging.getLogger(__name__)
-CHANNEL = "botrix:jobs:updates"
 
 
 @dataclass
@@ -89,8 +89,8 @@ async def soak(stack: Stack, minutes: float, clients: int, rate: float, churn: i
         for client in pool:  # the first update a client must see
             if client.first_seq is None:
                 client.first_seq = seq
-        payload = {"job_id": f"soak-{seq % 50}", "status": "processing", "data": {"seq": seq}}
-        await asyncio.to_thread(publisher.publish, CHANNEL, json.dumps(payload))
+        payload = job_update(f"soak-{seq % 50}", "processing", {"seq": seq})
+        await asyncio.to_thread(publisher.publish, CHANNEL, payload)
         seq += 1
         now = time.monotonic()
         if now >= next_churn:

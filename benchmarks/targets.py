@@ -19,8 +19,9 @@ from pathlib import Path
 from benchmarks.sysstats import pin
 from botrix_site.redis_server import RedisServer
 from botrix_site.serve import APPLICATION, daphne_argv
-from tests.support.clients import login
-from tests.support.processes import (
+from harness.clients import login
+from harness.processes import (
+    LISTENING,
     Process,
     child_env,
     migrated_database,
@@ -42,7 +43,6 @@ PROJECT_ENV = {
 (the default cap is 20 connections per user), and the 10,000-connection run
 sits exactly at the default per-process cap. Everything else, the channel
 layer included, comes from ``botrix_site.settings``."""
-LISTENING = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
 
 
 @dataclass

@@ -27,10 +27,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
+from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.models import ConnectedClient, DeadLetter
-from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot, sync_client
+from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
 from jobupdates.protocol.logs import loggable
 
 __all__ = ["ConnectedClientAdmin", "DeadLetterAdmin"]
@@ -76,7 +77,7 @@ class ReadModelAdmin(_ModelAdmin):
 
     def _refresh(self, request: HttpRequest) -> None:
         """Rebuild the read model from Redis; on failure, say so and show the last rows."""
-        client = sync_client()
+        client = redis_client.sync_client(redis_client.Use.REGISTRY)
         try:
             rows = list(self.read_rows(client))
         except (RedisError, OSError) as exc:

@@ -5,9 +5,10 @@
 | E001 | the in-memory channel layer while ``DEBUG`` is off |
 | E002 | the Redis URL is missing or malformed |
 | E003 | a ``JOBUPDATES_*`` setting has an invalid value |
-| E004 | ``CHANNEL_LAYERS`` has no ``default`` layer |
+| E004 | ``CHANNEL_LAYERS`` has no ``default`` layer, or its backend cannot be imported |
 | W001 | a Redis channel layer host without an explicit ``socket_timeout`` |
 | W002 | ``ALLOWED_HOSTS`` has ``*`` and ``JOBUPDATES_ALLOWED_ORIGINS`` is empty |
+| W003 | a channel layer without the fast path: every update takes the consumer's slower path |
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from jobupdates.access.middleware import WILDCARD_HOST, origin_hosts
 from jobupdates.conf import PREFIX, SETTING_NAMES, conf, redis_url_problem
+from jobupdates.delivery.layers import JobUpdatesChannelLayer
 
 __all__ = ["check_channel_layer", "check_origins", "check_settings"]
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+FAST_LAYER = "jobupdates.delivery.layers.JobUpdatesChannelLayer"
 
 
 def check_settings(
@@ -52,14 +56,29 @@ def check_settings(
 def check_channel_layer(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Report a channel layer that cannot carry updates between processes."""
+    """Report a channel layer that cannot carry updates between processes, or lacks the fast path.
+
+    The in-memory layer (allowed with ``DEBUG`` on, for tests) gets no W003: it
+    is E001 as soon as it matters.
+    """
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     layer = layers.get("default")
     if not isinstance(layer, dict) or "BACKEND" not in layer:
         return [
             Error(
                 f"CHANNEL_LAYERS has no 'default' layer with a BACKEND; got {layer!r}.",
-                hint="Configure channels_redis.pubsub.RedisPubSubChannelLayer.",
+                hint=f"Configure {FAST_LAYER}.",
+                id="jobupdates.E004",
+            )
+        ]
+    try:
+        backend = import_string(layer["BACKEND"])
+    except ImportError as exc:
+        return [
+            Error(
+                f"CHANNEL_LAYERS['default']: expected an importable BACKEND, got "
+                f"{layer['BACKEND']!r} ({exc}).",
+                hint=f"Configure {FAST_LAYER}.",
                 id="jobupdates.E004",
             )
         ]
@@ -69,8 +88,21 @@ def check_channel_layer(
             Error(
                 "The in-memory channel layer only reaches consumers of one process, "
                 "so the bridge's updates never arrive; got it with DEBUG off.",
-                hint="Use channels_redis.pubsub.RedisPubSubChannelLayer.",
+                hint=f"Use {FAST_LAYER}.",
                 id="jobupdates.E001",
+            )
+        )
+    elif layer["BACKEND"] != IN_MEMORY_LAYER and not (
+        isinstance(backend, type) and issubclass(backend, JobUpdatesChannelLayer)
+    ):
+        messages.append(
+            Warning(
+                f"The channel layer {layer['BACKEND']} has no fast path: every update "
+                "takes the consumer's ordinary path (a queue, a dispatch and an encoded "
+                "send per client) instead of one frame written to every local socket.",
+                hint=f"Use {FAST_LAYER}, configured the same way, or silence "
+                "jobupdates.W003 if this layer is deliberate.",
+                id="jobupdates.W003",
             )
         )
     hosts = layer.get("CONFIG", {}).get("hosts", [])

@@ -1,16 +1,16 @@
 """The WebSocket consumer: admits, catches up, relays, and enforces the limits.
 
-It only does I/O. Frames are parsed and built by :mod:`jobupdates.protocol`;
+It only does I/O. Messages are parsed and built by :mod:`jobupdates.protocol`;
 what a connection receives is its :class:`~jobupdates.delivery.feed.Feed`, which the
 fast-path layer (:mod:`jobupdates.delivery.layers`) writes to directly. With another
 channel layer, :meth:`JobUpdatesConsumer.job_update` hands updates to the feed.
 
-On connect: refuse (error frame, then a close code) or accept; send
+On connect: refuse (error message, then a close code) or accept; send
 ``welcome``; join the group with the feed holding updates back; replay what
 the client missed (``?since=``) and the states of its jobs (``?job=``); then
 go live.
 
-Once it closes (its own ``close_with``, or the client), no client frame is
+Once it closes (its own ``close_with``, or the client), no client message is
 handled and sends are dropped, as Daphne drops them after a disconnect. Its
 teardown (admission, registry, group, sink) runs exactly once, however the
 consumer ends: a disconnect, an exception, or a cancellation.
@@ -45,11 +45,12 @@ from jobupdates.delivery.daphne import (
 )
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.feed import Feed, Send
-from jobupdates.delivery.layers import JobUpdatesChannelLayer, MalformedEvent, job_update_send
-from jobupdates.monitoring.deliveries import RECEIVED_AT, counters
+from jobupdates.delivery.layers import JobUpdatesChannelLayer, job_update_send
+from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.registry import LocalClient, get_registry
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
 from jobupdates.protocol.connect import ConnectRequest
+from jobupdates.protocol.events import JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
 
 __all__ = ["JobUpdatesConsumer"]
@@ -70,7 +71,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
     user_key: str | None = None
     admitted = False
     closing = False
-    """Set once this server decided to close: client frames are ignored from then on."""
+    """Set once this server decided to close: client messages are ignored from then on."""
     closed = False
     """Set once the close was sent or the connection was found gone: sends are dropped."""
     torn_down = False
@@ -153,7 +154,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
 
     async def refuse(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
-        """Accept, explain with an error frame, then close with ``close_code``.
+        """Accept, explain with an error message, then close with ``close_code``.
 
         A close before accept reaches a browser as a bare HTTP 403 (1006, no
         reason), so the refusal is sent over an accepted socket instead.
@@ -163,7 +164,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await self.close_with(code, message, close_code)
 
     async def close_with(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
-        """Send an error frame, then close; Daphne drops close reasons, the frame says it.
+        """Send an error message, then close; Daphne drops close reasons, the message says it.
 
         Only the first call closes: a connection closes once.
         """
@@ -175,7 +176,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
-            return  # frames that were queued before the close
+            return  # messages that were queued before the close
         if self.presence is not None:
             self.presence.last_active = time.time()
         if not self.bucket.take(time.monotonic()):
@@ -197,7 +198,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             await self.unsubscribe(request.job_ids)
 
     async def offence(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
-        """Answer a bad or excess frame; close the connection after too many."""
+        """Answer a bad or excess message; close the connection after too many."""
         logger.info("client %s: %s: %s", self.client_id, code.value, loggable(message))
         if self.strikes.add():
             last = f"closed after {self.strikes.count} bad or excess frames; last: {message}"
@@ -313,12 +314,12 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         if self.feed is None or self.closing:
             return
         try:
-            message = job_update_send(event)
+            update = JobUpdateEvent.from_event(event)
         except MalformedEvent as exc:
             faults.record(Fault.MALFORMED_EVENT, f"client {self.client_id}: {exc}")
             return
-        if await self.feed(message):
-            counters.direct(event.get(RECEIVED_AT))
+        if await self.feed(job_update_send(update)):
+            counters.direct(update.received_at)
 
     async def jobupdates_sink_failed(self, event: dict[str, Any]) -> None:
         """The fast path failed to write to this connection: close it (1011), nothing else."""
@@ -331,7 +332,7 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         await self.close_with(ErrorCode.INTERNAL_ERROR, message, CloseCode.INTERNAL_ERROR)
 
     async def jobupdates_disconnect(self, event: dict[str, Any]) -> None:
-        """Close on a staff member's request (admin action): error frame, then 4000."""
+        """Close on a staff member's request (admin action): error message, then 4000."""
         logger.info(
             "client %s disconnected by staff (%s)", self.client_id, loggable(event.get("by"))
         )

@@ -1,8 +1,9 @@
 """The bounded history of job updates and each job's latest state, in Redis.
 
-The bridge :meth:`History.append`\\ s every valid update: one script call adds
-it to a Redis Stream (its entry ID becomes the update's *position*), trims the
-stream by size and age, and stores the job's latest state with a TTL.
+The bridge records each batch of valid updates with :meth:`History.append_many`:
+one pipeline of script calls, one per update, each of which adds it to a Redis
+Stream (its entry ID becomes the update's *position*), trims the stream by size
+and age, and stores the job's latest state with a TTL.
 Consumers read it back to replay what a reconnecting client missed
 (:meth:`History.pages`, a page at a time) and to send a job's current state on
 subscribe (:meth:`History.states`).
@@ -111,14 +112,6 @@ class History:
             max_age_seconds=conf.HISTORY_MAX_AGE,
             state_ttl_seconds=conf.STATE_TTL,
         )
-
-    async def append(self, job_id: str, frame: str) -> str:
-        """Record an update; return its position."""
-        position = await self._append(
-            keys=[self.stream_key, self.state_prefix + job_id],
-            args=[self.max_entries, self.max_age_ms, self.state_ttl_seconds, job_id, frame],
-        )
-        return _text(position)
 
     async def append_many(self, updates: Sequence[tuple[str, str]]) -> list[str]:
         """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions."""

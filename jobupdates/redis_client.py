@@ -1,13 +1,38 @@
-"""The Redis clients a server process shares (registry, history reads, tokens).
+"""Every Redis client of jobupdates is built here, with one timeout policy.
 
-One asyncio client per event loop (Daphne runs one), and a synchronous one
-for views. Timeouts are explicit: redis-py 8 defaults to 5 s.
+Two kinds of client:
+
+* The **listener** (:func:`listener`) holds one pub/sub subscription for as
+  long as its process runs: the bridge's. It waits
+  ``JOBUPDATES_REDIS_SOCKET_TIMEOUT`` to connect and per read, keeps TCP
+  keepalive on, PINGs after ``JOBUPDATES_REDIS_HEALTH_CHECK_INTERVAL`` of
+  silence to find a dead connection, and never retries: its owner reconnects
+  with a backoff, and logs it.
+* A **command client** (:func:`async_client`, :func:`new_async_client`,
+  :func:`sync_client`) waits its :class:`Use`'s timeout to connect and per
+  command, and retries a command once, at once, on a stale pooled connection
+  (the first command after a Redis restart).
+
+The timeout of each :class:`Use` (:func:`timeout_for`):
+
+* ``CORE``, ``JOBUPDATES_REDIS_SOCKET_TIMEOUT``: the bridge's commands (history,
+  lease, dead letters, report); a server process's history reads and token checks.
+* ``REGISTRY``, ``JOBUPDATES_REGISTRY_SOCKET_TIMEOUT``: the client registry's
+  writes; ``/ws/stats``, ``/metrics`` and the admin.
+* ``INTERACTIVE``, :data:`INTERACTIVE_TIMEOUT`: someone waits on it: the
+  console's simulator, ``manage.py publish_job_update``.
+
+Timeouts are always explicit: redis-py 8 defaults to 5 s. The channel layer's
+clients are channels_redis's, configured by ``CHANNEL_LAYERS``. Support for
+Redis Sentinel would go here, in :func:`_async` and :func:`sync_client`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -17,43 +42,97 @@ from redis.retry import Retry
 
 from jobupdates.conf import conf
 
-__all__ = ["async_client", "new_async_client", "sync_client"]
+__all__ = [
+    "INTERACTIVE_TIMEOUT",
+    "Use",
+    "async_client",
+    "listener",
+    "new_async_client",
+    "sync_client",
+    "timeout_for",
+]
+
+INTERACTIVE_TIMEOUT = 5.0
+"""Seconds a client someone waits on may take to connect, and per command."""
+
+
+class Use(enum.Enum):
+    """What a command client is for; it decides the client's timeout (:func:`timeout_for`)."""
+
+    CORE = "core"
+    REGISTRY = "registry"
+    INTERACTIVE = "interactive"
+
+
+def timeout_for(use: Use) -> float:
+    """Return the seconds a client for ``use`` waits to connect, and per command."""
+    if use is Use.REGISTRY:
+        return conf.REGISTRY_SOCKET_TIMEOUT
+    if use is Use.INTERACTIVE:
+        return INTERACTIVE_TIMEOUT
+    return conf.REDIS_SOCKET_TIMEOUT
+
+
+def listener(url: str | None = None) -> aioredis.Redis:
+    """Return a new asyncio client for one long-lived pub/sub subscription.
+
+    Args:
+        url: The Redis to use; default ``JOBUPDATES_REDIS_URL``.
+    """
+    return _async(
+        url,
+        conf.REDIS_SOCKET_TIMEOUT,
+        retries=0,  # the owner reconnects itself, and logs it
+        socket_keepalive=True,
+        health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
+    )
+
+
+def new_async_client(use: Use, url: str | None = None) -> aioredis.Redis:
+    """Return a new asyncio command client for ``use``.
+
+    Args:
+        use: What it is for, which sets its timeout.
+        url: The Redis to use; default ``JOBUPDATES_REDIS_URL``.
+    """
+    return _async(url, timeout_for(use), retries=1)
+
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def new_async_client(timeout: float) -> aioredis.Redis:
-    """Return a new asyncio client to ``JOBUPDATES_REDIS_URL`` with ``timeout`` seconds
-    per command, retried once at once on a stale pooled connection."""
-    return aioredis.Redis.from_url(
-        conf.REDIS_URL,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=AsyncRetry(NoBackoff(), 1),
-    )
-
-
 def async_client() -> aioredis.Redis:
-    """Return the running event loop's shared client (``JOBUPDATES_REDIS_SOCKET_TIMEOUT``)."""
+    """Return the running event loop's shared ``CORE`` client (Daphne runs one loop)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = new_async_client(conf.REDIS_SOCKET_TIMEOUT)
+        client = _clients[loop] = new_async_client(Use.CORE)
     return client
 
 
-def sync_client(timeout: float | None = None) -> redis.Redis:
-    """Return a new synchronous client, for views and commands.
+def sync_client(use: Use, url: str | None = None) -> redis.Redis:
+    """Return a new synchronous command client for ``use``, for views and commands.
 
     Args:
-        timeout: Seconds per command; default ``JOBUPDATES_REDIS_SOCKET_TIMEOUT``.
+        use: What it is for, which sets its timeout.
+        url: The Redis to use; default ``JOBUPDATES_REDIS_URL``.
     """
-    seconds = conf.REDIS_SOCKET_TIMEOUT if timeout is None else timeout
+    seconds = timeout_for(use)
     return redis.Redis.from_url(
-        conf.REDIS_URL,
+        url or conf.REDIS_URL,
         socket_timeout=seconds,
         socket_connect_timeout=seconds,
         retry=Retry(NoBackoff(), 1),
+    )
+
+
+def _async(url: str | None, seconds: float, *, retries: int, **options: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url or conf.REDIS_URL,
+        socket_timeout=seconds,
+        socket_connect_timeout=seconds,
+        retry=AsyncRetry(NoBackoff(), retries),
+        **options,
     )

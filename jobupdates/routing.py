@@ -1,4 +1,8 @@
-"""WebSocket URL routes of the app."""
+"""WebSocket URL routes of the app.
+
+:func:`jobupdates.asgi.websocket_application` puts them behind the middleware
+they need; route them yourself only to serve the consumer elsewhere.
+"""
 
 from __future__ import annotations
 

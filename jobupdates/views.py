@@ -24,12 +24,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
+from jobupdates import redis_client
 from jobupdates.access.minting import mint
 from jobupdates.conf import conf
 from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.ingest.report import read_reports
 from jobupdates.monitoring import metrics
-from jobupdates.monitoring.registry import read_snapshot, sync_client
+from jobupdates.monitoring.registry import read_snapshot
 from jobupdates.monitoring.stats import RECENT_DEAD_LETTERS, DeadLetters, stats_document
 
 __all__ = ["metrics_view", "ws_stats", "ws_token"]
@@ -69,7 +70,7 @@ def ws_stats(request: HttpRequest) -> HttpResponse:
     """Report who is connected across every instance, and the bridge's numbers."""
     if not allowed(request, conf.MONITORING_TOKEN):
         return _forbidden()
-    client = sync_client()
+    client = redis_client.sync_client(redis_client.Use.REGISTRY)
     try:
         snapshot = read_snapshot(client)
         reports = read_reports(client)
@@ -88,7 +89,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """Serve every series in the Prometheus text format."""
     if not allowed(request, conf.METRICS_TOKEN):
         return _forbidden()
-    client = sync_client()
+    client = redis_client.sync_client(redis_client.Use.REGISTRY)
     try:
         reports = read_reports(client)
     except (RedisError, OSError) as exc:

@@ -9,20 +9,20 @@ import pytest
 import redis
 
 from botrix_site.redis_server import RedisServer
-from tests.support.processes import (
+from harness.processes import (
     Process,
     child_env,
     migrated_database,
     start_bridge,
     start_daphne,
 )
+from harness.updates import CHANNEL
 
 STAFF = ("staff", "staff-password-1")
 PLAIN = ("plain", "plain-password-1")
 """A user without the permission to receive every job."""
 VIEWER = ("viewer", "viewer-password-1")
 """A user who is not staff but has ``jobupdates.view_all_jobs``."""
-CHANNEL = "botrix:jobs:updates"
 
 
 @pytest.fixture
@@ -110,6 +110,6 @@ def stack(
 @pytest.fixture
 def staff_cookie(stack: Stack) -> str:
     """The staff user's session, logged in through Daphne's admin login form."""
-    from tests.support.clients import login
+    from harness.clients import login
 
     return login(stack.port, *STAFF)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from django.core import checks
 
+from jobupdates.delivery.layers import JobUpdatesChannelLayer
+
 REDIS_LAYER = {
-    "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "BACKEND": "jobupdates.delivery.layers.JobUpdatesChannelLayer",
     "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}]},
 }
+
+
+class OwnLayer(JobUpdatesChannelLayer):
+    """A project's subclass keeps the fast path."""
 
 
 def ids(**kwargs):
@@ -59,6 +68,47 @@ def test_invalid_app_settings_are_e003_each(settings):
 def test_missing_layer_is_e004(settings):
     settings.CHANNEL_LAYERS = {}
     assert ids() == ["jobupdates.E004"]
+
+
+def test_a_backend_that_does_not_import_is_e004(settings):
+    settings.CHANNEL_LAYERS = {"default": {**REDIS_LAYER, "BACKEND": "jobupdates.nowhere.Layer"}}
+    [message] = [m for m in checks.run_checks() if m.id == "jobupdates.E004"]
+    assert "expected an importable BACKEND, got 'jobupdates.nowhere.Layer'" in message.msg
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["channels_redis.pubsub.RedisPubSubChannelLayer", "channels_redis.core.RedisChannelLayer"],
+)
+def test_a_layer_without_the_fast_path_is_w003(settings, backend):
+    settings.CHANNEL_LAYERS = {"default": {**REDIS_LAYER, "BACKEND": backend}}
+    [message] = [m for m in checks.run_checks() if m.id and m.id.startswith("jobupdates.")]
+    assert message.id == "jobupdates.W003"
+    assert backend in message.msg
+    assert "jobupdates.delivery.layers.JobUpdatesChannelLayer" in message.hint
+
+
+def test_the_fast_layer_under_its_deprecated_path_or_subclassed_has_no_w003(settings, monkeypatch):
+    monkeypatch.delitem(sys.modules, "jobupdates.layers", raising=False)
+    settings.CHANNEL_LAYERS = {
+        "default": {**REDIS_LAYER, "BACKEND": "jobupdates.layers.JobUpdatesChannelLayer"}
+    }
+    with pytest.warns(DeprecationWarning, match="jobupdates.delivery.layers"):
+        assert ids() == []
+    settings.CHANNEL_LAYERS = {"default": {**REDIS_LAYER, "BACKEND": f"{__name__}.OwnLayer"}}
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "layers", [{}, {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}]
+)
+def test_layer_hints_name_the_fast_layer(settings, layers):
+    settings.DEBUG = False
+    settings.CHANNEL_LAYERS = layers
+    [message] = [m for m in checks.run_checks() if m.id in ("jobupdates.E001", "jobupdates.E004")]
+    assert message.hint.endswith(" jobupdates.delivery.layers.JobUpdatesChannelLayer."), (
+        message.hint
+    )
 
 
 def test_missing_socket_timeout_is_w001(settings):

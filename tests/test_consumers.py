@@ -307,7 +307,9 @@ async def test_too_many_subscriptions_is_an_error_frame(staff, settings, history
 async def record(redis_server, job_id: str, status: str = "queued") -> str:
     client = aioredis.Redis.from_url(redis_server.url)
     try:
-        return await History.from_conf(client).append(job_id, JobUpdate(job_id, status).to_frame())
+        frame = JobUpdate(job_id, status).to_frame()
+        [position] = await History.from_conf(client).append_many([(job_id, frame)])
+        return position
     finally:
         await client.aclose()
 

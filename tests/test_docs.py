@@ -33,6 +33,7 @@ DOCUMENTS = [
     "docs/configuration.md",
     "docs/troubleshooting.md",
     "docker/README.md",
+    "CHANGELOG.md",
 ]
 ROW = re.compile(r"^\| `JOBUPDATES_([A-Z0-9_]+)` \| ([^|]*) \|", re.MULTILINE)
 CHECK_ROW = re.compile(r"^\| `(jobupdates\.[EW]\d{3})` \|", re.MULTILINE)
@@ -132,7 +133,12 @@ def test_readme_links_every_document():
 
 @pytest.mark.parametrize(
     "document",
-    [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "docker" / "README.md"],
+    [
+        README,
+        ROOT / "CHANGELOG.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        ROOT / "docker" / "README.md",
+    ],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_relative_links_resolve(document):

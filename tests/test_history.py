@@ -31,9 +31,15 @@ def frame(job_id: str, status: str = "queued") -> str:
     return JobUpdate(job_id, status, {"n": 1}).to_frame()
 
 
-async def test_append_gives_increasing_positions_and_replays_what_follows(client):
+async def record(store: History, job_id: str, text: str) -> str:
+    """Record one update as the bridge does (a batch of one); return its position."""
+    [position] = await store.append_many([(job_id, text)])
+    return position
+
+
+async def test_appends_give_increasing_positions_and_replays_what_follows(client):
     store = history(client)
-    positions = [await store.append(f"j{i}", frame(f"j{i}")) for i in range(5)]
+    positions = [await record(store, f"j{i}", frame(f"j{i}")) for i in range(5)]
     assert [Position.parse(p) for p in positions] == sorted(Position.parse(p) for p in positions)
     recovery = await store.since(Position.parse(positions[1]))
     assert recovery.reset is None
@@ -50,23 +56,23 @@ async def test_append_gives_increasing_positions_and_replays_what_follows(client
 
 async def test_resuming_from_the_newest_position_replays_nothing(client):
     store = history(client)
-    last = await store.append("j", frame("j"))
+    last = await record(store, "j", frame("j"))
     assert await store.since(Position.parse(last)) == Recovery(None, (), Position.parse(last))
 
 
 async def test_a_position_older_than_the_history_is_a_reset(client):
     store = history(client, max_entries=10)
-    first = await store.append("j0", frame("j0"))
+    first = await record(store, "j0", frame("j0"))
     for i in range(1, 400):  # approximate trimming drops whole blocks of entries
-        await store.append(f"j{i}", frame(f"j{i}"))
+        await record(store, f"j{i}", frame(f"j{i}"))
     assert (await store.since(Position.parse(first))).reset is ResetReason.POSITION_TOO_OLD
 
 
 async def test_age_limit_trims_old_entries(client):
     store = history(client, max_age_seconds=0.001)
-    first = await store.append("j0", frame("j0"))
+    first = await record(store, "j0", frame("j0"))
     for i in range(1, 400):
-        await store.append(f"j{i}", frame(f"j{i}"))
+        await record(store, f"j{i}", frame(f"j{i}"))
     assert await client.xlen("h") < 400
     assert (await store.since(Position.parse(first))).reset is ResetReason.POSITION_TOO_OLD
 
@@ -76,16 +82,16 @@ async def test_unknown_positions_are_a_reset(client):
     assert (
         await store.since(Position(1, 0))
     ).reset is ResetReason.UNKNOWN_POSITION  # empty history
-    last = await store.append("j", frame("j"))
+    last = await record(store, "j", frame("j"))
     later = Position(Position.parse(last).ms + 1000, 0)
     assert (await store.since(later)).reset is ResetReason.UNKNOWN_POSITION
 
 
 async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     store = history(client, state_ttl_seconds=30)
-    await store.append("a", frame("a", "queued"))
-    last_a = await store.append("a", frame("a", "completed"))
-    await store.append("b", frame("b", "failed"))
+    await record(store, "a", frame("a", "queued"))
+    last_a = await record(store, "a", frame("a", "completed"))
+    await record(store, "b", frame("b", "failed"))
     entries = await store.states(["a", "missing", "b"])
     assert [e.job_id for e in entries] == ["a", "b"]
     assert str(entries[0].position) == last_a
@@ -98,7 +104,7 @@ async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
 
 async def test_append_many_records_in_order_in_one_round_trip(client, monkeypatch):
     store = history(client)
-    await store.append("first", frame("first"))  # loads the script
+    await record(store, "first", frame("first"))  # loads the script
     calls = []
     original = aioredis.client.Pipeline.execute
 
@@ -119,7 +125,7 @@ async def test_pages_read_the_history_a_page_at_a_time_sized_by_its_entries(clie
     from jobupdates.history import FIRST_PAGE, PAGE_BYTES
 
     store = history(client)
-    small = [await store.append("s", frame("s")) for _ in range(40)]
+    small = [await record(store, "s", frame("s")) for _ in range(40)]
     pages = [page async for page in store.pages(Position.parse(small[0]))]
     assert all(page.reset is None for page in pages)
     assert [str(e.position) for page in pages for e in page.entries] == small[1:]
@@ -127,7 +133,7 @@ async def test_pages_read_the_history_a_page_at_a_time_sized_by_its_entries(clie
     assert len(pages[1].entries) == len(small) - 1 - FIRST_PAGE, "then pages of many small ones"
 
     big_frame = JobUpdate("b", "queued", "x" * (PAGE_BYTES // 2)).to_frame()
-    big = [await store.append("b", big_frame) for _ in range(6)]
+    big = [await record(store, "b", big_frame) for _ in range(6)]
     pages = [page async for page in store.pages(Position.parse(big[0]))]
     assert sum(len(page.entries) for page in pages) == len(big) - 1
     assert len(pages[0].entries) == FIRST_PAGE
@@ -136,7 +142,7 @@ async def test_pages_read_the_history_a_page_at_a_time_sized_by_its_entries(clie
 
 async def test_pages_end_with_a_reset_when_the_history_is_trimmed_while_read(client):
     store = history(client)
-    positions = [await store.append(f"j{i}", frame(f"j{i}")) for i in range(20)]
+    positions = [await record(store, f"j{i}", frame(f"j{i}")) for i in range(20)]
     pages = store.pages(Position.parse(positions[0]))
     first = await anext(pages)
     assert first.reset is None
@@ -153,5 +159,5 @@ async def test_pages_end_with_a_reset_when_the_history_is_trimmed_while_read(cli
 async def test_bounds_are_the_oldest_and_newest_positions(client):
     store = history(client)
     assert await store.bounds() == (None, None)
-    positions = [Position.parse(await store.append("j", frame("j"))) for _ in range(3)]
+    positions = [Position.parse(await record(store, "j", frame("j"))) for _ in range(3)]
     assert await store.bounds() == (positions[0], positions[-1])

@@ -8,18 +8,24 @@ and a random nonce. A client offers it as a WebSocket subprotocol::
     Sec-WebSocket-Protocol: jobupdates.v1, token.<token>
 
 so it stays out of URLs and access logs. It expires after
-``JOBUPDATES_TOKEN_TTL`` seconds and the consumer accepts each nonce once
-(see :mod:`jobupdates.access.middleware`): the first use marks the nonce used in Redis for
+``JOBUPDATES_TOKEN_TTL`` seconds, and :mod:`jobupdates.access.middleware` accepts
+each nonce once: the first use marks the nonce used in Redis for
 :func:`used_mark_milliseconds`, longer than the token can still be valid.
+
+:func:`sign_token` is the only function that signs a token;
+:func:`jobupdates.access.minting.mint` (the ``POST /ws/token`` view and
+``manage.py mint_ws_token``) calls it.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.core import signing
+from django.utils.encoding import force_str
 
 __all__ = [
     "SUBPROTOCOL",
@@ -27,8 +33,8 @@ __all__ = [
     "USED_MARK_MARGIN_MS",
     "TokenClaims",
     "TokenError",
-    "mint_token",
     "read_token",
+    "sign_token",
     "used_mark_milliseconds",
 ]
 
@@ -53,13 +59,26 @@ class TokenClaims:
     nonce: str
 
 
-def _signer() -> signing.TimestampSigner:
-    return signing.TimestampSigner(salt=_SALT, sep=".")
+class _Signer(signing.TimestampSigner):
+    """Django's :class:`~django.core.signing.TimestampSigner` with this app's salt, whose
+    timestamps lie ``age`` seconds back."""
+
+    def __init__(self, age: float = 0.0) -> None:
+        super().__init__(salt=_SALT, sep=".")
+        self.age = age
+
+    def timestamp(self) -> str:
+        return force_str(signing.b62_encode(int(time.time() - self.age)))
 
 
-def mint_token(user_pk: object) -> str:
-    """Return a new token for the user with primary key ``user_pk``."""
-    return _signer().sign_object({"u": str(user_pk), "n": secrets.token_hex(12)})
+def sign_token(user_pk: object, *, age: float = 0.0) -> str:
+    """Return a new token for the user with primary key ``user_pk``, with a fresh nonce.
+
+    Args:
+        user_pk: The user's primary key.
+        age: Seconds the token looks old: it expires that much sooner.
+    """
+    return _Signer(age).sign_object({"u": str(user_pk), "n": secrets.token_hex(12)})
 
 
 def read_token(token: str, max_age: float) -> TokenClaims:
@@ -69,7 +88,7 @@ def read_token(token: str, max_age: float) -> TokenClaims:
         TokenError: If it is expired, forged or malformed.
     """
     try:
-        claims = _signer().unsign_object(token, max_age=max_age)
+        claims = _Signer().unsign_object(token, max_age=max_age)
     except signing.SignatureExpired:
         raise TokenError(
             f"expected a token younger than {max_age:g}s, got an expired one"

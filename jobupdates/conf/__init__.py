@@ -89,8 +89,9 @@ class Settings:
 
     @property
     def REDIS_SOCKET_TIMEOUT(self) -> float:
-        """Seconds the bridge waits on one Redis command before it reconnects.
-        Set explicitly because redis-py 8 defaults to 5 s. Default: ``30``."""
+        """Seconds one Redis command of the bridge, and of a server process's history
+        reads and token checks, may take. Set explicitly because redis-py 8
+        defaults to 5 s. Default: ``30``."""
         return self._get("REDIS_SOCKET_TIMEOUT", 30.0, v.real(0.1))
 
     @property

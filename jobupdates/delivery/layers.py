@@ -35,15 +35,15 @@ from channels_redis.utils import _wrap_close, decode_hosts
 from redis.exceptions import RedisError
 
 from jobupdates.delivery.faults import Fault, LayerFaults
-from jobupdates.monitoring.deliveries import RECEIVED_AT, counters
-from jobupdates.protocol import JOB_UPDATE_EVENT
+from jobupdates.monitoring.deliveries import counters
+from jobupdates.protocol.events import JOB_UPDATE_EVENT, JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.wire import text_frame
 
 __all__ = [
     "SINK_FAILED_EVENT",
     "JobUpdatesChannelLayer",
-    "MalformedEvent",
+    "MalformedEvent",  # re-exported from jobupdates.protocol.events
     "Sink",
     "job_update_send",
 ]
@@ -60,37 +60,19 @@ SINK_FAILED_EVENT = "jobupdates.sink_failed"
 The consumer closes that connection (1011); the sink is already detached."""
 
 
-class MalformedEvent(ValueError):
-    """A job-update event without what a job update needs; it is dropped."""
-
-
-def job_update_send(event: dict[str, Any]) -> dict[str, Any]:
+def job_update_send(update: JobUpdateEvent) -> dict[str, Any]:
     """The ``websocket.send`` message of a job update, built once per process.
 
     ``job_id`` and ``position`` ride along for the sinks' filters, and
     ``frame``, the WebSocket frame, for sinks that write to the socket
     themselves; ASGI servers ignore keys they do not know.
-
-    Raises:
-        MalformedEvent: If ``text`` is missing or not a str, or ``job_id`` or
-            ``position`` is neither a str nor absent.
     """
-    text = event.get("text")
-    if not isinstance(text, str):
-        got = f"'text' = {loggable(text)}" if "text" in event else f"keys {loggable(list(event))}"
-        raise MalformedEvent(f"expected a {JOB_UPDATE_EVENT!r} event with a str 'text', got {got}")
-    job_id, position = event.get("job_id"), event.get("position")
-    for key, value in (("job_id", job_id), ("position", position)):
-        if value is not None and not isinstance(value, str):
-            raise MalformedEvent(
-                f"expected {key!r} of a {JOB_UPDATE_EVENT!r} event to be a str or absent,"
-                f" got {loggable(value)}"
-            )
+    text = update.text
     return {
         "type": "websocket.send",
         "text": text,
-        "job_id": job_id,
-        "position": position,
+        "job_id": update.job_id,
+        "position": update.position,
         "frame": text_frame(text.encode()),
     }
 
@@ -231,14 +213,14 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         event = self._decode(name, data)
         if event is None:
             return
-        send: dict[str, Any] | None = None
+        update: JobUpdateEvent | None = None
         if event["type"] == JOB_UPDATE_EVENT:
             try:
-                built = job_update_send(event)
+                update = JobUpdateEvent.from_event(event)
             except MalformedEvent as exc:  # dropped for every member, queued or not
                 layer.faults.record(Fault.MALFORMED_EVENT, f"on {name!r}: {exc}")
                 return
-            send = built if layer.sinks else None
+        send = job_update_send(update) if update is not None and layer.sinks else None
         delivered = 0
         for channel in tuple(members):  # a sink may await while membership changes
             queue = layer.channels.get(channel)
@@ -254,8 +236,8 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     delivered += 1
             except Exception as exc:  # one broken connection must not stop the fan-out
                 self._sink_failed(channel, queue, exc)
-        if send is not None:  # once per update and process, for the registry and /metrics
-            counters.fanout(delivered, event.get(RECEIVED_AT))
+        if update is not None and send is not None:  # once per update and process, for /metrics
+            counters.fanout(delivered, update.received_at)
 
     def _decode(self, name: str, data: bytes) -> dict[str, Any] | None:
         """The event in a group message; None (dropped, recorded) if it is not one.

@@ -1,13 +1,15 @@
 """The bridge: Redis pub/sub channel -> history -> channel-layer group.
 
-:class:`Bridge` subscribes to the channel the workers PUBLISH on, validates
-each message with :func:`jobupdates.protocol.parse_job_update`, encodes the
-client frame once, records it in the :class:`~jobupdates.history.History`
-(which gives it a position), and ``group_send``\\ s it. It owns its connection
-state: every loss of Redis is logged, then followed by a reconnect after a
-capped, jittered backoff. A valid update that cannot be recorded or
-forwarded is retried, never dropped. A rejected message is counted, logged
-(throttled) and kept as a dead letter (:mod:`jobupdates.ingest.rejections`).
+:class:`Bridge` subscribes to the channel the workers PUBLISH on and works in
+batches: it reads the messages already received (up to :data:`MAX_BATCH`),
+validates each with :func:`jobupdates.protocol.parse_job_update`, encodes each
+client frame once, records the valid ones in the
+:class:`~jobupdates.history.History` in one pipeline (which gives each its
+position), and ``group_send``\\ s them. It owns its connection state: every
+loss of Redis is logged, then followed by a reconnect after a capped, jittered
+backoff. A valid update that cannot be recorded or forwarded is retried, never
+dropped. A rejected message is counted, logged (throttled) and kept as a dead
+letter (:mod:`jobupdates.ingest.rejections`).
 
 With a :class:`~jobupdates.ingest.leadership.Lease`, several bridges can run: one is
 active and forwards, the others stay subscribed as hot standbys and take
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import logging
 import signal
 import time
@@ -29,10 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from jobupdates import redis_client
 from jobupdates.history import History
 from jobupdates.ingest.dead_letters import DeadLetterWriter
 from jobupdates.ingest.forwarder import Forwarder, GroupSender
@@ -46,6 +46,7 @@ from jobupdates.protocol import (
     RejectReason,
     parse_job_update,
 )
+from jobupdates.protocol.reports import BridgeState
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
@@ -55,16 +56,6 @@ MAX_BATCH = 500
 """The most messages read, then recorded and sent in one pipeline each."""
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
-
-
-class BridgeState(enum.StrEnum):
-    """Where the bridge's subscription to Redis stands."""
-
-    STARTING = "starting"
-    CONNECTING = "connecting"
-    SUBSCRIBED = "subscribed"
-    BACKING_OFF = "backing_off"
-    STOPPED = "stopped"
 
 
 @dataclass
@@ -82,15 +73,14 @@ class BridgeStats:
 
 @dataclass(frozen=True)
 class BridgeOptions:
-    """What the bridge subscribes to, accepts, and how it talks to Redis."""
+    """What the bridge subscribes to and accepts (:func:`jobupdates.redis_client.listener`
+    says how it talks to Redis)."""
 
     redis_url: str
     channel: str
     group: str
     statuses: tuple[str, ...] = DEFAULT_STATUSES
     max_payload_bytes: int = 1024 * 1024
-    socket_timeout: float = 30.0
-    health_check_interval: float = 10.0
     lease_interval: float = 1.0
 
 
@@ -162,14 +152,7 @@ class Bridge:
         delays = self.delays()
         while not self.stopping.is_set():
             self._set_state(BridgeState.CONNECTING, self.options.redis_url)
-            client = aioredis.Redis.from_url(
-                self.options.redis_url,
-                socket_timeout=self.options.socket_timeout,
-                socket_connect_timeout=self.options.socket_timeout,
-                socket_keepalive=True,
-                health_check_interval=self.options.health_check_interval,
-                retry=Retry(NoBackoff(), 0),  # the bridge reconnects itself, and logs it
-            )
+            client = redis_client.listener(self.options.redis_url)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.options.channel)
@@ -203,7 +186,7 @@ class Bridge:
             await self.election.check()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the message in hand."""
+        """Ask :meth:`run` to return after the batch in hand."""
         self.stopping.set()
 
     async def _pump(self, pubsub: aioredis.client.PubSub) -> None:
@@ -229,10 +212,6 @@ class Bridge:
                     break
             message = await pubsub.get_message(timeout=0)
         return payloads
-
-    async def handle(self, payload: bytes) -> bool:
-        """Validate one message and forward it; return whether it was valid."""
-        return await self.handle_many([payload]) == 1
 
     async def handle_many(self, payloads: list[bytes]) -> int:
         """Validate messages and forward the valid ones, in order; return how many were valid."""

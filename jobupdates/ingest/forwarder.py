@@ -2,9 +2,10 @@
 
 :class:`Forwarder` is the bridge's output: it records each update in the
 :class:`~jobupdates.history.History` (which gives it its position), then
-``group_send``\\ s the client frames, in order, in one pipeline each when the
-layer offers ``group_send_many``. A Redis failure is retried with backoff,
-never dropped; only a stop request ends the retries, and that is logged.
+``group_send``\\ s them (:class:`~jobupdates.protocol.events.JobUpdateEvent`),
+in order, in one pipeline each when the layer offers ``group_send_many``. A
+Redis failure is retried with backoff, never dropped; only a stop request ends
+the retries, and that is logged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from redis.exceptions import RedisError
 
 from jobupdates.history import History
 from jobupdates.ingest.stopping import pause
-from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
+from jobupdates.protocol import JobUpdate
+from jobupdates.protocol.events import JobUpdateEvent
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import with_position
 
@@ -73,13 +75,12 @@ class Forwarder:
                 items = [(update.job_id, frame) for update, frame in batch]
                 positions = list(await self._retry("record", lambda: history.append_many(items)))
             events = [
-                {
-                    "type": JOB_UPDATE_EVENT,
-                    "text": with_position(frame, position) if position else frame,
-                    "job_id": update.job_id,
-                    "position": position,
-                    "received_at": received_at,
-                }
+                JobUpdateEvent(
+                    text=with_position(frame, position) if position else frame,
+                    job_id=update.job_id,
+                    position=position,
+                    received_at=received_at,
+                ).to_event()
                 for (update, frame), position in zip(batch, positions, strict=True)
             ]
             await self._send(events)

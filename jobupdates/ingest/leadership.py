@@ -104,7 +104,6 @@ class Election:
         self.holder: str | None = None
         """Who held the lease at the last attempt; None if that attempt failed."""
         self.takeovers = 0
-        self.active = asyncio.Event()
         self.decided = asyncio.Event()
         """Set once the first attempt to hold the lease has finished."""
         self._closed = False
@@ -166,10 +165,8 @@ class Election:
         self.role = role
         if role is Role.ACTIVE:
             self.takeovers += 1
-            self.active.set()
             logger.info("bridge %s is now the active bridge", self.lease.holder)
         else:
-            self.active.clear()
             logger.warning(
                 "bridge %s is now a standby (active: %s)", self.lease.holder, loggable(holder)
             )

@@ -1,10 +1,11 @@
 """The bridge's numbers in Redis, for ``/ws/stats`` and ``/metrics`` on any instance.
 
 The bridge process runs :meth:`BridgeStatsPublisher.run` beside the bridge:
-once per ``JOBUPDATES_REGISTRY_INTERVAL`` it writes one JSON report (one
-pipelined round trip: ``SET`` with a TTL of two intervals, plus ``SADD`` to
-the set of bridges). Readers (:func:`read_reports`) ignore reports that
-expired, so a dead bridge disappears like a dead server process.
+once per ``JOBUPDATES_REGISTRY_INTERVAL`` it writes one
+:class:`~jobupdates.protocol.reports.BridgeReport` as JSON (one pipelined round
+trip: ``SET`` with a TTL of two intervals, plus ``SADD`` to the set of
+bridges). Readers (:func:`read_reports`) ignore reports that expired, so a dead
+bridge disappears like a dead server process.
 
 The publisher only reads the bridge's ``stats`` and ``state``; it derives
 what the bridge does not keep:
@@ -21,12 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -34,8 +31,12 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from jobupdates.ingest.leadership import Role
 from jobupdates.ingest.stopping import pause
+from jobupdates.monitoring.instance import expiry_ms, instance_id
 from jobupdates.monitoring.records import KEY_PREFIX
+from jobupdates.protocol.logs import loggable
+from jobupdates.protocol.reports import BridgeReport, BridgeState, MalformedReport, RecentReject
 
 __all__ = ["BRIDGES_KEY", "BridgeStatsPublisher", "bridge_key", "read_reports"]
 
@@ -83,7 +84,7 @@ class BridgeStatsPublisher:
         """
         self.client = client
         self.interval = interval
-        self.bridge_id = bridge_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.bridge_id = bridge_id or instance_id()
         self.started_at = time.time()
         self._last_rejected: dict[str, int] = {}
         self._recent: collections.deque[tuple[float, str]] = collections.deque(
@@ -91,11 +92,12 @@ class BridgeStatsPublisher:
         )
 
     def report(
-        self, stats: Any, state: Any, now: float, role: str = "active", takeovers: int = 0
-    ) -> dict[str, Any]:
+        self, stats: Any, state: str, now: float, role: str = Role.ACTIVE, takeovers: int = 0
+    ) -> BridgeReport:
         """Return the report of ``stats`` and ``state`` at ``now`` (no I/O).
 
-        ``role`` is ``active`` or ``standby``; ``takeovers`` counts how often this
+        ``state`` is a :class:`BridgeState`, ``role`` a
+        :class:`~jobupdates.ingest.leadership.Role`; ``takeovers`` counts how often this
         bridge became the active one.
         """
         rejected = _counts(stats.rejected)
@@ -113,30 +115,29 @@ class BridgeStatsPublisher:
         )
         last = getattr(stats, "last_message_at", None)
         in_hand = stats.received > outcomes and last is not None
-        return {
-            "bridge": self.bridge_id,
-            "state": str(getattr(state, "value", state)),
-            "role": role,
-            "takeovers": takeovers,
-            "started_at": self.started_at,
-            "reported_at": now,
-            "received": stats.received,
-            "forwarded": stats.forwarded,
-            "forwarded_by_status": _counts(getattr(stats, "forwarded_by_status", None)),
-            "rejected": rejected,
-            "recent_rejects": [{"at": at, "reason": r} for at, r in recent[-RECENT_REJECTS:]],
-            "reconnects": stats.reconnects,
-            "last_message_at": last,
-            "lag_seconds": max(0.0, now - last) if in_hand and last is not None else 0.0,
-        }
+        return BridgeReport(
+            bridge=self.bridge_id,
+            state=str(state),
+            reported_at=now,
+            role=str(role),
+            takeovers=takeovers,
+            started_at=self.started_at,
+            received=stats.received,
+            forwarded=stats.forwarded,
+            forwarded_by_status=_counts(getattr(stats, "forwarded_by_status", None)),
+            rejected=rejected,
+            recent_rejects=tuple(RecentReject(at, r) for at, r in recent[-RECENT_REJECTS:]),
+            reconnects=stats.reconnects,
+            last_message_at=last,
+            lag_seconds=max(0.0, now - last) if in_hand and last is not None else 0.0,
+        )
 
     async def publish(
-        self, stats: Any, state: Any, role: str = "active", takeovers: int = 0
+        self, stats: Any, state: str, role: str = Role.ACTIVE, takeovers: int = 0
     ) -> None:
         """Write one report: a single pipelined round trip. Errors are logged, not raised."""
-        report = self.report(stats, state, time.time(), role, takeovers)
-        document = json.dumps(report, separators=(",", ":"))
-        ttl_ms = max(1, int(self.interval * 2000))
+        document = self.report(stats, state, time.time(), role, takeovers).to_json()
+        ttl_ms = expiry_ms(self.interval)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(bridge_key(self.bridge_id), document, px=ttl_ms)
@@ -149,13 +150,16 @@ class BridgeStatsPublisher:
         """Publish ``bridge``'s report every interval until it stops, then once more."""
         while not bridge.stopping.is_set():
             takeovers = bridge.election.takeovers if bridge.election else 0
-            await self.publish(bridge.stats, bridge.state, str(bridge.role), takeovers)
+            await self.publish(bridge.stats, bridge.state, bridge.role, takeovers)
             await pause(bridge.stopping, self.interval)
-        await self.publish(bridge.stats, "stopped", "standby")
+        await self.publish(bridge.stats, BridgeState.STOPPED, Role.STANDBY)
 
 
-def read_reports(client: redis.Redis) -> list[dict[str, Any]]:
+def read_reports(client: redis.Redis) -> list[BridgeReport]:
     """Return the reports of the live bridges (two round trips); prune expired ones.
+
+    A report that does not decode (:class:`~jobupdates.protocol.reports.MalformedReport`)
+    is logged and pruned like an expired one; its bridge writes it again.
 
     Raises:
         redis.exceptions.RedisError: If Redis cannot be read.
@@ -165,16 +169,16 @@ def read_reports(client: redis.Redis) -> list[dict[str, Any]]:
     )
     if not ids:
         return []
-    reports: list[dict[str, Any]] = []
+    reports: list[BridgeReport] = []
     dead: list[str] = []
     for bridge_id, raw in zip(ids, client.mget([bridge_key(i) for i in ids]), strict=True):
+        if raw is None:
+            dead.append(bridge_id)
+            continue
         try:
-            report = json.loads(raw) if raw is not None else None
-        except ValueError:
-            report = None
-        if isinstance(report, dict):
-            reports.append(report)
-        else:
+            reports.append(BridgeReport.from_json(raw))
+        except MalformedReport as exc:
+            logger.warning("ignoring the report of bridge %s: %s", loggable(bridge_id), exc)
             dead.append(bridge_id)
     if dead:
         client.srem(BRIDGES_KEY, *dead)

@@ -30,6 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
+from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.publishing import PublishError, build_payload, parse_data, redact_url
@@ -37,9 +38,6 @@ from jobupdates.protocol.publishing import PublishError, build_payload, parse_da
 __all__ = ["app_name", "console", "simulate", "urlpatterns"]
 
 logger = logging.getLogger(__name__)
-
-REDIS_TIMEOUT = 5.0
-"""Seconds the simulator waits to connect to Redis and for its PUBLISH."""
 
 ADMIN_CLIENTS_URL = "/admin/jobupdates/connectedclient/"
 STATS_URL = "/ws/stats"
@@ -107,9 +105,7 @@ def simulate(request: HttpRequest) -> JsonResponse:
         url, channel = conf.REDIS_URL, conf.CHANNEL
     except (PublishError, ImproperlyConfigured) as exc:
         return _refusal(400, "invalid", str(exc))
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
-    )
+    client = redis_client.sync_client(redis_client.Use.INTERACTIVE, url)
     try:
         receivers = int(client.publish(channel, payload))
     except (redis.RedisError, OSError) as exc:

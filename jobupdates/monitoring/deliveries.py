@@ -2,19 +2,17 @@
 
 The layer's fast path calls :meth:`DeliveryCounters.fanout` once per job
 update per process (not per client): an addition and, when the event carries
-the bridge's receipt time, one list append. (Each client's own count is its
-feed's ``sent``.) The registry's batched refresh drains the latencies into
-the Prometheus histogram once per interval.
+the bridge's receipt time (``JobUpdateEvent.received_at``), one list append.
+(Each client's own count is its feed's ``sent``.) The registry's batched
+refresh drains the latencies into the Prometheus histogram once per interval.
 """
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["MAX_PENDING_LATENCIES", "RECEIVED_AT", "DeliveryCounters", "counters"]
+__all__ = ["MAX_PENDING_LATENCIES", "DeliveryCounters", "counters"]
 
-RECEIVED_AT = "received_at"
-"""Optional field of a job-update event: when the bridge received it (Unix time)."""
 MAX_PENDING_LATENCIES = 100_000
 """Latencies kept between two refreshes; later ones are counted as dropped."""
 
@@ -36,18 +34,21 @@ class DeliveryCounters:
         self.latencies: list[float] = []
         self.dropped_latencies = 0
 
-    def fanout(self, delivered: int, received_at: object) -> None:
-        """Count one job update written to ``delivered`` local clients."""
+    def fanout(self, delivered: int, received_at: float | None) -> None:
+        """Count one job update written to ``delivered`` local clients.
+
+        ``received_at`` is when the bridge received it (Unix time), if known.
+        """
         self.deliveries += delivered
         self._latency(received_at)
 
-    def direct(self, received_at: object) -> None:
+    def direct(self, received_at: float | None) -> None:
         """Count one job update relayed by a consumer's ordinary handler."""
         self.deliveries += 1
         self._latency(received_at)
 
-    def _latency(self, received_at: object) -> None:
-        if isinstance(received_at, float | int) and received_at > 0:
+    def _latency(self, received_at: float | None) -> None:
+        if received_at is not None:
             if len(self.latencies) < MAX_PENDING_LATENCIES:
                 self.latencies.append(max(0.0, time.time() - received_at))
             else:

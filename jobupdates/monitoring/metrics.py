@@ -36,6 +36,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from jobupdates.protocol.reports import BridgeReport
+
 __all__ = [
     "CONNECTIONS",
     "CONNECTS",
@@ -85,7 +87,7 @@ LAYER_ERRORS = Counter(
 class BridgeCollector(Collector):
     """Reports the live bridges' counters from their reports in Redis, at scrape time."""
 
-    def __init__(self, reports: list[dict[str, Any]]) -> None:
+    def __init__(self, reports: list[BridgeReport]) -> None:
         """Args:
         reports: The live bridges' reports (:func:`jobupdates.ingest.report.read_reports`).
         """
@@ -114,15 +116,15 @@ class BridgeCollector(Collector):
             "jobupdates_bridge_subscribed", "1 while the bridge is subscribed.", labels=["bridge"]
         )
         for report in self.reports:
-            bridge = str(report.get("bridge", ""))
-            received.add_metric([bridge], float(report.get("received", 0)))
-            by_status = report.get("forwarded_by_status") or {"": report.get("forwarded", 0)}
+            bridge = report.bridge
+            received.add_metric([bridge], float(report.received))
+            by_status = report.forwarded_by_status or {"": report.forwarded}
             for status, count in sorted(by_status.items()):
                 forwarded.add_metric([bridge, status], float(count))
-            for reason, count in sorted((report.get("rejected") or {}).items()):
+            for reason, count in sorted(report.rejected.items()):
                 rejected.add_metric([bridge, reason], float(count))
-            reconnects.add_metric([bridge], float(report.get("reconnects", 0)))
-            up.add_metric([bridge], 1.0 if report.get("state") == "subscribed" else 0.0)
+            reconnects.add_metric([bridge], float(report.reconnects))
+            up.add_metric([bridge], 1.0 if report.subscribed else 0.0)
         yield from (received, forwarded, rejected, reconnects, up)
 
 
@@ -141,7 +143,7 @@ def _prune_dead_processes(path: str) -> None:
             pass  # alive, another user's
 
 
-def render(bridge_reports: list[dict[str, Any]]) -> bytes:
+def render(bridge_reports: list[BridgeReport]) -> bytes:
     """Return the Prometheus text exposition of every series."""
     path = os.environ.get(MULTIPROC_ENV)
     if path:

@@ -32,7 +32,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.monitoring import metrics
 from jobupdates.monitoring.deliveries import counters
+from jobupdates.monitoring.instance import expiry_ms, instance_id
 from jobupdates.monitoring.records import (
     INSTANCES_KEY,
     ClientRecord,
@@ -112,9 +112,9 @@ class Registry:
         """
         self.redis = client
         self.interval = interval
-        self.ttl_ms = max(1, int(interval * 2000))
+        self.ttl_ms = expiry_ms(interval)
         self.info = InstanceInfo(
-            instance=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            instance=instance_id(),
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=time.time(),
@@ -292,14 +292,9 @@ def get_registry() -> Registry:
     loop = asyncio.get_running_loop()
     registry = _registries.get(loop)
     if registry is None:
-        client = redis_client.new_async_client(conf.REGISTRY_SOCKET_TIMEOUT)
+        client = redis_client.new_async_client(redis_client.Use.REGISTRY)
         registry = _registries[loop] = Registry(client, interval=conf.REGISTRY_INTERVAL)
     return registry
-
-
-def sync_client() -> redis.Redis:
-    """Return a Redis client for reading the registry from a view."""
-    return redis_client.sync_client(conf.REGISTRY_SOCKET_TIMEOUT)
 
 
 def _names(values: Iterable[Any]) -> list[str]:

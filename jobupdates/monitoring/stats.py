@@ -6,11 +6,13 @@ Pure: no Django or Redis. :func:`stats_document` is all the JSON view returns.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobupdates.monitoring.records import Snapshot
 from jobupdates.protocol.dead_letters import DeadLetter
+from jobupdates.protocol.reports import BridgeReport
 
 __all__ = ["RECENT_DEAD_LETTERS", "DeadLetters", "stats_document"]
 
@@ -40,32 +42,33 @@ class DeadLetters:
         }
 
 
-def _sum_counts(reports: list[dict[str, Any]], key: str) -> dict[str, int]:
+def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     total: collections.Counter[str] = collections.Counter()
-    for report in reports:
-        total.update({str(k): int(v) for k, v in (report.get(key) or {}).items()})
+    for each in counts:
+        total.update(each)
     return dict(sorted(total.items()))
 
 
-def _bridge(reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    subscribed = [r for r in reports if r.get("state") == "subscribed"]
-    last = max((r["last_message_at"] for r in reports if r.get("last_message_at")), default=None)
+def _bridge(reports: list[BridgeReport], now: float) -> dict[str, Any]:
+    subscribed = [r for r in reports if r.subscribed]
+    last = max((r.last_message_at for r in reports if r.last_message_at), default=None)
+    started = min((r.started_at for r in reports if r.started_at is not None), default=None)
     return {
         "connected": bool(subscribed),
-        "state": subscribed[0]["state"]
-        if subscribed
-        else (reports[0]["state"] if reports else None),
+        "state": subscribed[0].state if subscribed else (reports[0].state if reports else None),
         "last_message_at": last,
         "seconds_since_last_message": round(now - last, 3) if last else None,
-        "lag_seconds": max((float(r.get("lag_seconds") or 0) for r in reports), default=None),
-        "reconnects": sum(int(r.get("reconnects", 0)) for r in reports),
-        "uptime_seconds": (
-            round(now - min(float(r["started_at"]) for r in reports), 3) if reports else None
-        ),
+        "lag_seconds": max((r.lag_seconds for r in reports), default=None),
+        "reconnects": sum(r.reconnects for r in reports),
+        "uptime_seconds": round(now - started, 3) if started is not None else None,
         "bridges": [
             {
-                k: r.get(k)
-                for k in ("bridge", "state", "role", "takeovers", "started_at", "reported_at")
+                "bridge": r.bridge,
+                "state": r.state,
+                "role": r.role,
+                "takeovers": r.takeovers,
+                "started_at": r.started_at,
+                "reported_at": r.reported_at,
             }
             for r in reports
         ],
@@ -74,7 +77,7 @@ def _bridge(reports: list[dict[str, Any]], now: float) -> dict[str, Any]:
 
 def stats_document(
     snapshot: Snapshot,
-    reports: list[dict[str, Any]],
+    reports: list[BridgeReport],
     now: float,
     *,
     dead_letters: DeadLetters | None = None,
@@ -83,7 +86,7 @@ def stats_document(
 
     Args:
         snapshot: The live instances and their clients.
-        reports: The live bridges' reports (:mod:`jobupdates.ingest.report`).
+        reports: The live bridges' reports (:func:`jobupdates.ingest.report.read_reports`).
         now: The current Unix time.
         dead_letters: The dead-letter list's newest entries and size, if read.
 
@@ -97,11 +100,11 @@ def stats_document(
     """
     per_instance = snapshot.per_instance()
     recent = sorted(
-        (item for r in reports for item in r.get("recent_rejects") or []),
-        key=lambda item: item.get("at", 0),
+        (item for r in reports for item in r.recent_rejects),
+        key=lambda item: item.at,
         reverse=True,
     )
-    rejected = _sum_counts(reports, "rejected")
+    rejected = _sum_counts(r.rejected for r in reports)
     oldest = min((i.started_at for i in snapshot.instances.values()), default=None)
     return {
         "generated_at": now,
@@ -118,13 +121,13 @@ def stats_document(
         },
         "distinct_users": snapshot.distinct_users(),
         "messages_bridged": {
-            "total": sum(int(r.get("forwarded", 0)) for r in reports),
-            "by_status": _sum_counts(reports, "forwarded_by_status"),
+            "total": sum(r.forwarded for r in reports),
+            "by_status": _sum_counts(r.forwarded_by_status for r in reports),
         },
         "rejected": {
             "total": sum(rejected.values()),
             "by_reason": rejected,
-            "recent": recent[:20],
+            "recent": [asdict(item) for item in recent[:20]],
         },
         "bridge": _bridge(reports, now),
         "uptime_seconds": round(now - oldest, 3) if oldest is not None else None,

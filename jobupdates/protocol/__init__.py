@@ -6,13 +6,17 @@ the way python-websockets keeps its protocol apart from its I/O:
 
 * :mod:`~jobupdates.protocol.updates`: the messages workers PUBLISH on Redis;
 * :mod:`~jobupdates.protocol.frames`: the frames exchanged with clients, with
-  their error and close codes.
+  their error and close codes;
+* :mod:`~jobupdates.protocol.events`: the layer event (a job update from the
+  bridge to every Daphne process) and :mod:`~jobupdates.protocol.reports`: the
+  bridge's report in Redis, one schema each.
 
 Every wire value (message types, reasons, error and close codes) is a named enum.
 """
 
 from __future__ import annotations
 
+from jobupdates.protocol.events import JOB_UPDATE_EVENT, JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.frames import (
     MAX_CLIENT_FRAME_BYTES,
     ClientMessage,
@@ -29,9 +33,9 @@ from jobupdates.protocol.frames import (
     welcome_frame,
 )
 from jobupdates.protocol.jobs import MAX_JOB_ID_LENGTH, JobIdError, normalize_job_id
+from jobupdates.protocol.reports import BridgeReport, BridgeState, MalformedReport
 from jobupdates.protocol.updates import (
     DEFAULT_STATUSES,
-    JOB_UPDATE_EVENT,
     InvalidJobUpdate,
     JobUpdate,
     RejectReason,
@@ -43,6 +47,8 @@ __all__ = [
     "JOB_UPDATE_EVENT",
     "MAX_CLIENT_FRAME_BYTES",
     "MAX_JOB_ID_LENGTH",
+    "BridgeReport",
+    "BridgeState",
     "ClientMessage",
     "ClientMessageType",
     "CloseCode",
@@ -51,6 +57,9 @@ __all__ = [
     "InvalidJobUpdate",
     "JobIdError",
     "JobUpdate",
+    "JobUpdateEvent",
+    "MalformedEvent",
+    "MalformedReport",
     "RejectReason",
     "ServerMessageType",
     "error_frame",

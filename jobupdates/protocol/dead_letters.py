@@ -75,12 +75,6 @@ class DeadLetter:
         """Return the entry as stored in Redis: compact JSON, ASCII only."""
         return json.dumps(asdict(self), separators=(",", ":"))
 
-    def payload_bytes(self) -> bytes:
-        """Return the previewed bytes (decoding base64 if need be)."""
-        if self.encoding is PreviewEncoding.BASE64:
-            return base64.b64decode(self.preview)
-        return self.preview.encode()
-
 
 def _printable(text: str) -> bool:
     return all(ch.isprintable() or ch in _ALLOWED_CONTROLS for ch in text)

@@ -27,9 +27,6 @@ DEFAULT_STATUSES: tuple[str, ...] = (
 )
 """The job statuses accepted when ``JOBUPDATES_STATUSES`` is not set."""
 
-JOB_UPDATE_EVENT = "job.update"
-"""Channel-layer event type of a job update; its ``text`` is the client frame."""
-
 
 class RejectReason(enum.StrEnum):
     """Why a message from Redis was rejected: a stable, loggable code."""

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from jobupdates.access.tokens import (
     USED_MARK_MARGIN_MS,
     TokenError,
-    mint_token,
     read_token,
+    sign_token,
     used_mark_milliseconds,
 )
 
 
 def test_token_round_trips_and_is_a_valid_subprotocol_token():
-    token = mint_token(42)
+    token = sign_token(42)
     claims = read_token(token, max_age=60)
     assert claims.user_pk == "42"
     assert len(claims.nonce) == 24
     assert re.fullmatch(r"[A-Za-z0-9._~!#$%&'*+^`|-]+", token), "RFC 7230 token characters only"
-    assert read_token(mint_token(42), 60).nonce != claims.nonce
+    assert read_token(sign_token(42), 60).nonce != claims.nonce
 
 
 def test_expired_token(monkeypatch):
-    token = mint_token(1)
+    token = sign_token(1)
     monkeypatch.setattr(time, "time", lambda: 10**10)
     with pytest.raises(TokenError, match="expected a token younger than 60s, got an expired one"):
         read_token(token, max_age=60)
@@ -37,11 +38,11 @@ def test_expired_token(monkeypatch):
 )
 def test_forged_or_malformed_token(mangle):
     with pytest.raises(TokenError, match="expected a token signed by this server"):
-        read_token(mangle(mint_token(1)), max_age=60)
+        read_token(mangle(sign_token(1)), max_age=60)
 
 
 def test_token_signed_with_another_key_is_refused(settings):
-    token = mint_token(1)
+    token = sign_token(1)
     settings.SECRET_KEY = "another-secret-key"
     with pytest.raises(TokenError, match="signed by this server"):
         read_token(token, max_age=60)
@@ -56,3 +57,14 @@ def test_the_used_mark_outlives_a_fractional_ttl(ttl):
 def test_the_used_mark_is_in_milliseconds_rounded_up():
     assert used_mark_milliseconds(5.9) == 6900
     assert used_mark_milliseconds(0.0005 + 1) == 1001 + USED_MARK_MARGIN_MS
+
+
+def test_only_sign_token_signs_a_token():
+    import jobupdates.access.tokens as tokens
+
+    package = Path(tokens.__file__).parents[1]
+    signing = re.compile(r"\bsign_object\(|\bTimestampSigner\b|\bsigning\.dumps\(")
+    signers = [
+        str(p.relative_to(package)) for p in package.rglob("*.py") if signing.search(p.read_text())
+    ]
+    assert signers == ["access/tokens.py"], "expected one signer: tokens.sign_token"

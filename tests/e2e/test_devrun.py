@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from botrix_site.redis_server import RedisServer, find_redis_binary, free_port
-from tests.support.clients import login, recv_json, welcomed, without_position, ws_connect
-from tests.support.processes import Process, child_env
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import Process, child_env
+from tests.support.clients import without_position
 
 pytestmark = pytest.mark.e2e
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.processes import ROOT, run_manage
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, ws_connect
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -75,13 +75,8 @@ def makefile_has(target: str) -> None:
 def manage_has(command: str) -> None:
     name = MANAGE_COMMAND.search(command)
     assert name, command
-    result = subprocess.run(
-        [sys.executable, "manage.py", "help", name.group(1)],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_manage(
+        {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}, "help", name.group(1)
     )
     assert result.returncode == 0, f"manage.py has no command {name.group(1)!r}: {result.stderr}"
 
@@ -124,7 +119,7 @@ RULES = [
         files_exist("docker/compose.yaml"),
     ),
     Rule(
-        r"^(daphne|python -m jobupdates\.drain_server) ",
+        r"^(daphne|python -m jobupdates\.delivery\.drain_server) ",
         "skip",
         "long-running; started as written by tests/e2e/test_walkthrough.py",
     ),

@@ -24,10 +24,11 @@ import redis
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import Process, child_env, start_bridge, start_daphne
+from harness.updates import job_update
 from jobupdates.monitoring.registry import read_snapshot
 from tests.conftest import CHANNEL, STAFF
-from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import Process, child_env, start_bridge, start_daphne
 
 pytestmark = pytest.mark.e2e
 
@@ -88,10 +89,6 @@ class Client:
                 self.restarting = frame
 
 
-def update(n: int) -> str:
-    return json.dumps({"job_id": f"d-{n}", "status": "processing", "data": None})
-
-
 async def connect_all(port: int, cookie: str) -> list[tuple[Client, object]]:
     connected = []
     for _ in range(CLIENTS // BATCH):
@@ -119,8 +116,9 @@ async def test_sigterm_under_200_clients_closes_each_with_1012_and_they_resume_w
     async def publish_throughout() -> None:
         extra = 25  # updates published once every client is back
         while extra:
-            published.append(f"d-{len(published)}")
-            assert publisher.publish(CHANNEL, update(len(published) - 1)) == 1
+            job_id = f"d-{len(published)}"
+            published.append(job_id)
+            assert publisher.publish(CHANNEL, job_update(job_id)) == 1
             extra -= all_back.is_set()
             if not extra:
                 finished.set()  # before the last update can reach a client

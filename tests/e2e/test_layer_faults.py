@@ -21,12 +21,13 @@ import redis
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
+from harness.clients import recv_json, welcomed, ws_connect
 from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
 from jobupdates.protocol import JOB_UPDATE_EVENT
 from tests.conftest import LAYER_SETTINGS, Stack
-from tests.support.clients import recv_json, welcomed, without_position, ws_connect
+from tests.support.channel_layer import group_channel
+from tests.support.clients import closing_error, without_position
 
 pytestmark = pytest.mark.e2e
 
@@ -75,12 +76,8 @@ async def still_served(
     assert without_position(await recv_json(ws)) == EXPECTED
     channel = await channel_of(stack, client_id)
     await layer.send(channel, {"type": DISCONNECT_EVENT, "by": "test"})
-    error = await recv_json(ws)
-    assert (error["type"], error["code"]) == ("error", "disconnected_by_staff"), error
-    with pytest.raises(ConnectionClosed) as closed:
-        await asyncio.wait_for(ws.recv(), 5)
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4000
+    error, code = await closing_error(ws)
+    assert (error["code"], code) == ("disconnected_by_staff", 4000), error
 
 
 def metrics(stack: Stack, cookie: str) -> str:
@@ -104,14 +101,13 @@ async def test_the_fast_layer_logs_and_counts_what_it_drops(
     stack, staff_cookie, publish, other_process
 ):
     mark = stack.daphne.mark()
-    group_channel = f"asgi__group__{GROUP}"  # RedisPubSubChannelLayer's, default prefix
     async with ws_connect(stack.port, staff_cookie) as ws:
         client_id = await welcomed(ws)
         await other_process.group_send(GROUP, {"type": JOB_UPDATE_EVENT, "text": 7})
         stack.daphne.wait_for(
             r"channel layer dropped a message: malformed_event: .*'text'", after=mark
         )
-        assert publish(b"\xc1 not msgpack", channel=group_channel) == 1
+        assert publish(b"\xc1 not msgpack", channel=group_channel()) == 1
         stack.daphne.wait_for(r"channel layer dropped a message: undecodable: ", after=mark)
         await still_served(stack, other_process, ws, client_id, publish)
     text = metrics(stack, staff_cookie)

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,13 +27,13 @@ import jsonschema
 import pytest
 import yaml
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer, free_port
 from botrix_site.serve import PING_INTERVAL, PING_TIMEOUT
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import ROOT, Process, child_env, start_bridge, start_daphne
 from tests.conftest import STAFF
-from tests.support.clients import login, recv_json, welcomed, without_position, ws_connect
-from tests.support.processes import ROOT, Process, child_env, start_bridge
+from tests.support.clients import closing_error, without_position
 
 pytestmark = pytest.mark.e2e
 
@@ -113,15 +112,6 @@ def nginx_argv(binary: str, conf: Path, *extra: str) -> list[str]:
     return [binary, "-p", f"{conf.parent}/", "-c", str(conf), "-e", "stderr", *extra]
 
 
-def start_daphne_as_the_image_does(name: str, env: dict[str, str]) -> tuple[Process, int]:
-    """Start ``python -m botrix_site.serve`` (the Dockerfile's CMD) on a free port, with
-    Daphne's access log on stdout to see which process each client reached."""
-    argv = [sys.executable, "-m", "botrix_site.serve", "--host", "127.0.0.1", "--port", "0"]
-    process = Process(name, [*argv, "--access-log", "-"], env)
-    port = int(process.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
-    return process, port
-
-
 @dataclass
 class ProxiedStack:
     """nginx on ``port`` in front of two Daphnes, with one bridge and Redis."""
@@ -140,7 +130,9 @@ def proxied(redis_server: RedisServer, e2e_database: str, tmp_path: Path) -> Ite
     try:
         ports = []
         for number in (1, 2):
-            daphne, daphne_port = start_daphne_as_the_image_does(f"daphne-{number}", env)
+            # As the image does (python -m botrix_site.serve), with Daphne's access log
+            # on stdout to see which process each client reached.
+            daphne, daphne_port = start_daphne(env, "--access-log", "-", name=f"daphne-{number}")
             started.append(daphne)
             ports.append(daphne_port)
         bridge = start_bridge(env)
@@ -204,20 +196,14 @@ async def test_origin_passes_through_and_a_foreign_origin_is_refused(proxied):
         additional_headers={"Cookie": cookie},
         open_timeout=10,
     ) as ws:
-        assert (await recv_json(ws))["code"] == "origin_not_allowed"
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4403
+        error, code = await closing_error(ws)
+    assert (error["code"], code) == ("origin_not_allowed", 4403), error
 
 
 async def test_anonymous_client_through_nginx_gets_4401(proxied):
     async with ws_connect(proxied.port) as ws:
-        assert (await recv_json(ws))["code"] == "unauthenticated"
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4401
+        error, code = await closing_error(ws)
+    assert (error["code"], code) == ("unauthenticated", 4401), error
 
 
 def test_the_config_keeps_websockets_and_client_headers():

@@ -11,22 +11,20 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
 
 import pytest
 import redis
 
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.processes import start_bridge
+from harness.updates import job_update
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, without_position, ws_connect
-from tests.support.processes import start_bridge
+from tests.support.clients import without_position
+from tests.support.outages import restart_redis
 
 pytestmark = pytest.mark.e2e
 
 HISTORY_KEY = "botrix:jobs:history"
-
-
-def update(job_id: str, status: str = "processing", **data: Any) -> str:
-    return json.dumps({"job_id": job_id, "status": status, "data": data or None})
 
 
 def key(position: str) -> tuple[int, int]:
@@ -61,9 +59,9 @@ async def test_reconnect_with_since_gets_exactly_the_missed_updates_in_order_the
 ):
     async with ws_connect(stack.port, staff_cookie) as ws:
         await welcomed(ws)
-        publish(update("seen"))
+        publish(job_update("seen"))
         last = (await recv_json(ws))["position"]
-    missed = [update(f"missed-{n}", "processing", n=n) for n in range(3)]
+    missed = [job_update(f"missed-{n}", "processing", {"n": n}) for n in range(3)]
     for payload in missed:
         publish(payload)
     wait_recorded(stack.redis.url, "missed-2")
@@ -76,7 +74,7 @@ async def test_reconnect_with_since_gets_exactly_the_missed_updates_in_order_the
         positions = [last, *(f["position"] for f in replayed)]
         as_keys = [key(p) for p in positions]
         assert as_keys == sorted(set(as_keys)), f"expected increasing positions: {positions}"
-        publish(update("live"))
+        publish(job_update("live"))
         live = await recv_json(ws)
         assert (live["job_id"], live["type"]) == ("live", "job_update")
         await assert_nothing_more(ws)
@@ -93,7 +91,7 @@ async def test_reconnect_during_a_steady_stream_has_no_gap_and_no_duplicate(stac
         for n in range(total):
             if stop.is_set():
                 break
-            client.publish(CHANNEL, update(f"s-{n}", "processing", n=n))
+            client.publish(CHANNEL, job_update(f"s-{n}", "processing", {"n": n}))
             time.sleep(0.005)
         client.close()
 
@@ -132,11 +130,11 @@ async def test_a_position_older_than_the_history_is_a_reset_then_live_updates(
     async with ws_connect(stack.port, staff_cookie) as ws:
         await welcomed(ws)
         client = redis.Redis.from_url(stack.redis.url)
-        client.publish(CHANNEL, update("first"))
+        client.publish(CHANNEL, job_update("first"))
         first = (await recv_json(ws))["position"]
         with client.pipeline(transaction=False) as pipe:  # MAXLEN ~ trims whole stream nodes
             for n in range(400):
-                pipe.publish(CHANNEL, update(f"fill-{n}"))
+                pipe.publish(CHANNEL, job_update(f"fill-{n}"))
             pipe.execute()
         for _ in range(400):
             last = await recv_json(ws, timeout=10)
@@ -149,7 +147,7 @@ async def test_a_position_older_than_the_history_is_a_reset_then_live_updates(
         reset = await recv_json(ws)
         assert (reset["type"], reset["reason"]) == ("reset", "position_too_old"), reset
         assert reset["message"]
-        client.publish(CHANNEL, update("after-reset"))
+        client.publish(CHANNEL, job_update("after-reset"))
         assert (await recv_json(ws))["job_id"] == "after-reset", "expected it live after reset"
         await assert_nothing_more(ws)
     client.close()
@@ -163,21 +161,21 @@ async def test_a_position_older_than_the_history_is_a_reset_then_live_updates(
 async def test_an_unknown_or_invalid_position_is_a_reset(
     stack, staff_cookie, publish, since, reason
 ):
-    publish(update("something"))
+    publish(job_update("something"))
     wait_recorded(stack.redis.url, "something")
     async with ws_connect(stack.port, staff_cookie, f"/ws?since={since}") as ws:
         await welcomed(ws)
         reset = await recv_json(ws)
         assert (reset["type"], reset["reason"]) == ("reset", reason), reset
-        publish(update("next"))
+        publish(job_update("next"))
         assert (await recv_json(ws))["job_id"] == "next"
 
 
 async def test_job_subscription_gets_the_current_state_at_once_then_only_its_updates(
     stack, staff_cookie, publish
 ):
-    publish(update("a", "queued", step=1))
-    publish(update("b", "queued"))
+    publish(job_update("a", "queued", {"step": 1}))
+    publish(job_update("b", "queued"))
     wait_recorded(stack.redis.url, "b")
     async with ws_connect(stack.port, staff_cookie, "/ws?job=a") as ws:
         await welcomed(ws)
@@ -188,8 +186,8 @@ async def test_job_subscription_gets_the_current_state_at_once_then_only_its_upd
             "status": "queued",
             "data": {"step": 1},
         }
-        publish(update("b", "completed"))
-        publish(update("a", "processing", step=2))
+        publish(job_update("b", "completed"))
+        publish(job_update("a", "processing", {"step": 2}))
         nxt = await recv_json(ws)
         assert (nxt["type"], nxt["job_id"], nxt["status"]) == ("job_update", "a", "processing")
         assert key(nxt["position"]) > key(state["position"])
@@ -204,8 +202,8 @@ async def test_job_subscription_gets_the_current_state_at_once_then_only_its_upd
         )
         await ws.send(json.dumps({"type": "unsubscribe", "job_ids": ["a"]}))
         assert await recv_json(ws) == {"type": "unsubscribed", "job_ids": ["a"]}
-        publish(update("a", "completed"))
-        publish(update("b", "failed"))
+        publish(job_update("a", "completed"))
+        publish(job_update("b", "failed"))
         nxt = await recv_json(ws)
         assert (nxt["job_id"], nxt["status"]) == ("b", "failed"), "expected a's update dropped"
         await assert_nothing_more(ws)
@@ -220,21 +218,16 @@ async def test_after_a_redis_restart_since_replays_what_the_new_history_holds(
     lost with Redis) is a reset, never a silent partial replay."""
     async with ws_connect(stack.port, staff_cookie) as ws:
         await welcomed(ws)
-        publish(update("before"))
+        publish(job_update("before"))
         before = (await recv_json(ws))["position"]
-        mark = stack.bridge.mark()
-        stack.redis.stop()
-        stack.bridge.wait_for(r"-> backing_off: lost Redis", after=mark)
-        stack.redis.start()
-        stack.bridge.wait_for(r"-> subscribed: .* as the active bridge", after=mark, timeout=10)
-        await wait_for_daphne_subscribed(stack.redis.url)
+        await asyncio.to_thread(restart_redis, stack.redis, stack.bridge)
         client = redis.Redis.from_url(stack.redis.url)
-        client.publish(CHANNEL, update("after"))
+        client.publish(CHANNEL, job_update("after"))
         reset = await recv_json(ws, timeout=10)  # the restarted Redis lost the history
         assert (reset["type"], reset["reason"]) == ("reset", "gap_not_covered"), reset
         after = (await recv_json(ws, timeout=10))["position"]
     for n in range(3):
-        client.publish(CHANNEL, update(f"while-away-{n}"))
+        client.publish(CHANNEL, job_update(f"while-away-{n}"))
     wait_recorded(stack.redis.url, "while-away-2")
     async with ws_connect(stack.port, staff_cookie, f"/ws?since={after}") as ws:
         await welcomed(ws)
@@ -247,15 +240,3 @@ async def test_after_a_redis_restart_since_replays_what_the_new_history_holds(
         assert reset["type"] == "reset"
         assert reset["reason"] in {"position_too_old", "unknown_position"}, reset
     client.close()
-
-
-async def wait_for_daphne_subscribed(url: str, timeout: float = 10.0) -> None:
-    """Wait until Daphne's channel layer has re-subscribed to the all-jobs group."""
-    probe = redis.Redis.from_url(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while probe.pubsub_numsub("asgi__group__jobupdates.all")[0][1] < 1:
-            assert time.monotonic() < deadline, "expected Daphne to re-subscribe"
-            await asyncio.sleep(0.05)
-    finally:
-        probe.close()

@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
-from tests.conftest import STAFF, VIEWER
-from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import (
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import (
     Process,
     child_env,
     session_cookie,
     start_bridge,
     start_daphne,
 )
+from tests.conftest import STAFF, VIEWER
+from tests.support.clients import closing_error
 
 pytestmark = pytest.mark.e2e
 
@@ -167,13 +167,8 @@ async def test_two_processes_stats_admin_kill_and_disconnect(cluster, publish):
 
         # The disconnect action, posted to B, closes a client on A: error frame, then 4000.
         disconnect_via_admin(cluster.b_port, staff, ids["a2"])
-        error = await recv_json(a2)
-        assert error["type"] == "error"
-        assert error["code"] == "disconnected_by_staff"
-        with pytest.raises(ConnectionClosed) as closed:
-            await a2.recv()
-        assert closed.value.rcvd is not None
-        assert closed.value.rcvd.code == 4000
+        error, code = await closing_error(a2)
+        assert (error["code"], code) == ("disconnected_by_staff", 4000), error
         publish(json.dumps(UPDATE))
         for ws in (a1, b1, b2):  # the others stay connected and keep receiving
             assert (await recv_json(ws, timeout=2))["job_id"] == "j-1"

@@ -10,14 +10,14 @@ slow (error ``slow_client``, close 4408, socket aborted).
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import time
 
 import pytest
 
-from tests.e2e.test_slow_clients import rss, sample_rss, stalled_client
-from tests.support.clients import recv_json, welcomed, ws_connect
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.updates import job_update
+from tests.support.clients import read_until_dropped, stalled_client
+from tests.support.memory import rss, sample_rss
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ async def test_stalled_clients_replaying_a_large_history_are_dropped_at_the_boun
         await welcomed(reader)
         positions = []
         for n in range(UPDATES):  # one at a time: this reader must not be slow itself
-            publish(json.dumps({"job_id": f"big-{n}", "status": "processing", "data": padding}))
+            publish(job_update(f"big-{n}", "processing", padding))
             positions.append((await recv_json(reader, timeout=20))["position"])
     oldest = positions[0]
 
@@ -63,7 +63,7 @@ async def test_stalled_clients_replaying_a_large_history_are_dropped_at_the_boun
             stack.daphne.wait_for_count, r"is too slow \((\d+) bytes unread", STALLED, after=mark
         )
         for sock in sockets:  # aborted after the grace period: the socket ends
-            await asyncio.to_thread(drain_until_closed, sock)
+            await asyncio.to_thread(read_until_dropped, sock, 15)
     finally:
         done.set()
         await sampler
@@ -87,14 +87,3 @@ async def test_stalled_clients_replaying_a_large_history_are_dropped_at_the_boun
         await welcomed(ws)
         got = [(await recv_json(ws, timeout=20))["position"] for _ in range(UPDATES - 1)]
     assert got == positions[1:]
-
-
-def drain_until_closed(sock: socket.socket) -> None:
-    """Read ``sock`` until the server closes or resets it (within 15 s)."""
-    sock.settimeout(15)
-    deadline = time.monotonic() + 15
-    try:
-        while sock.recv(1 << 20):
-            assert time.monotonic() < deadline, "expected the slow client's socket to be aborted"
-    except ConnectionResetError:
-        pass

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,22 +24,23 @@ import pytest
 import redis
 import redis.asyncio
 from django.test import override_settings
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
-from jobupdates.access.minting import backdated_token
-from jobupdates.access.tokens import read_token
-from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER
-from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import (
-    ROOT,
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import (
     Process,
     child_env,
+    run_manage,
     session_cookie,
     start_bridge,
     start_daphne,
 )
+from harness.updates import job_update
+from jobupdates.access.tokens import read_token, sign_token
+from tests.conftest import CHANNEL, PLAIN, STAFF, VIEWER, Stack
+from tests.support.clients import closing_error
 
 pytestmark = pytest.mark.e2e
 
@@ -52,17 +51,14 @@ CSRF = "c" * 32
 
 
 @dataclass
-class Secured:
-    redis: RedisServer
-    env: dict[str, str]
-    daphne: Process
-    port: int
-    bridge: Process
+class Secured(Stack):
+    """The stack, with a session of each user."""
+
     cookies: dict[str, str]
 
     def publish(self, job_id: str, status: str = "completed") -> None:
         client = redis.Redis.from_url(self.redis.url)
-        client.publish(CHANNEL, json.dumps({"job_id": job_id, "status": status, "data": None}))
+        client.publish(CHANNEL, job_update(job_id, status))
         client.close()
 
 
@@ -92,17 +88,6 @@ def secured(e2e_database: str) -> Iterator[Secured]:
             daphne.stop()
 
 
-async def refusal(ws: ClientConnection) -> tuple[dict[str, Any], int]:
-    """Return the error frame and the close code of a refused connection."""
-    error = await recv_json(ws)
-    assert error["type"] == "error", error
-    assert error["message"], error
-    with pytest.raises(ConnectionClosed) as closed:
-        await asyncio.wait_for(ws.recv(), 5)
-    assert closed.value.rcvd is not None, "expected a close frame from the server"
-    return error, closed.value.rcvd.code
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -112,7 +97,7 @@ def unique(prefix: str) -> str:
 
 async def test_anonymous_is_refused_with_4401(secured):
     async with ws_connect(secured.port) as ws:
-        error, code = await refusal(ws)
+        error, code = await closing_error(ws)
     assert (error["code"], code) == ("unauthenticated", 4401)
 
 
@@ -129,7 +114,7 @@ def cross_site(port: int, cookie: str, origin: str) -> Any:
 async def test_a_foreign_origin_with_a_valid_session_cookie_is_refused(secured):
     """Cross-site WebSocket hijacking: another site's page rides on the user's cookie."""
     async with cross_site(secured.port, secured.cookies[STAFF[0]], "http://evil.example") as ws:
-        error, code = await refusal(ws)
+        error, code = await closing_error(ws)
     assert (error["code"], code) == ("origin_not_allowed", 4403)
     async with ws_connect(secured.port, secured.cookies[STAFF[0]]) as ws:
         await welcomed(ws)  # the same cookie from the site's own origin is welcome
@@ -140,7 +125,7 @@ async def test_a_foreign_origin_with_a_valid_session_cookie_is_refused(secured):
 
 async def test_only_users_with_the_permission_get_the_all_jobs_feed(secured):
     async with ws_connect(secured.port, secured.cookies[PLAIN[0]]) as plain:
-        error, code = await refusal(plain)
+        error, code = await closing_error(plain)
     assert (error["code"], code) == ("forbidden", 4403)
     job = unique("anyone")
     async with (
@@ -157,7 +142,7 @@ async def test_only_users_with_the_permission_get_the_all_jobs_feed(secured):
 async def test_denied_job_subscriptions_get_job_forbidden(secured):
     path = f"/ws?job={unique('staff')}"
     async with ws_connect(secured.port, secured.cookies[PLAIN[0]], path) as ws:
-        error, code = await refusal(ws)
+        error, code = await closing_error(ws)
     assert (error["code"], code) == ("job_forbidden", 4403)
     own = unique("plain")
     async with ws_connect(secured.port, secured.cookies[PLAIN[0]], f"/ws?job={own}") as ws:
@@ -211,7 +196,7 @@ async def test_a_message_flood_is_rate_limited_while_other_clients_still_get_upd
         for _ in range(MAX_STRIKES - 1):
             frame = await recv_json(flooder)
             assert (frame["type"], frame["code"]) == ("error", "rate_limited"), frame
-        error, code = await refusal(flooder)
+        error, code = await closing_error(flooder)
         assert (error["code"], code) == ("rate_limited", 4429)
         await other.send('{"type":"ping"}')
         assert await recv_json(other) == {"type": "pong"}, "expected the other client unaffected"
@@ -258,12 +243,12 @@ async def test_connections_over_the_per_user_and_per_process_limits_are_refused(
         await welcomed(one)
         await welcomed(two)
         async with ws_connect(port, staff) as third:
-            error, code = await refusal(third)
+            error, code = await closing_error(third)
         assert (error["code"], code) == ("too_many_connections", 4429)
         async with ws_connect(port, viewer) as other_user:
             await welcomed(other_user)  # another user still connects
             async with ws_connect(port, viewer) as fourth:
-                error, code = await refusal(fourth)
+                error, code = await closing_error(fourth)
             assert (error["code"], code) == ("server_full", 4503)
             await other_user.send('{"type":"ping"}')
             assert await recv_json(other_user) == {"type": "pong"}
@@ -321,7 +306,7 @@ async def test_a_minted_token_connects_once_without_cookie_or_origin(secured):
         secured.publish(job)
         assert (await recv_json(ws))["job_id"] == job, "expected the token's user's updates"
     async with token_connect(secured.port, minted["subprotocols"]) as again:
-        error, code = await refusal(again)
+        error, code = await closing_error(again)
     assert (error["code"], code) == ("invalid_token", 4401)
     assert "already used" in error["message"]
 
@@ -330,12 +315,12 @@ async def test_expired_and_forged_tokens_are_refused_with_4401(secured):
     minted = await asyncio.to_thread(mint_via_endpoint, secured.port, secured.cookies[STAFF[0]])
     with override_settings(SECRET_KEY=secured.env["DJANGO_SECRET_KEY"]):
         staff_pk = read_token(minted["token"], max_age=60).user_pk
-        expired = backdated_token(staff_pk, age=3600)
+        expired = sign_token(staff_pk, age=3600)
     with override_settings(SECRET_KEY="not-the-servers-key"):
-        forged = backdated_token(staff_pk, age=0)
+        forged = sign_token(staff_pk, age=0)
     for token, says in ((expired, "expired"), (forged, "signed by this server")):
         async with token_connect(secured.port, ["jobupdates.v1", f"token.{token}"]) as ws:
-            error, code = await refusal(ws)
+            error, code = await closing_error(ws)
         assert (error["code"], code) == ("invalid_token", 4401)
         assert says in error["message"]
 
@@ -360,16 +345,9 @@ def wildcard_hosts(secured: Secured) -> Iterator[tuple[Process, int]]:
 async def test_a_wildcard_allowed_host_does_not_let_other_sites_in(secured, wildcard_hosts):
     _daphne, port = wildcard_hosts
     async with cross_site(port, secured.cookies[STAFF[0]], "https://evil.example") as ws:
-        error, code = await refusal(ws)
+        error, code = await closing_error(ws)
     assert (error["code"], code) == ("origin_not_allowed", 4403)
-    check = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env={**secured.env, "DJANGO_ALLOWED_HOSTS": "*"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = run_manage({**secured.env, "DJANGO_ALLOWED_HOSTS": "*"}, "check")
     assert check.returncode == 0, check.stderr
     assert "jobupdates.W002" in check.stderr, check.stderr
 
@@ -377,14 +355,7 @@ async def test_a_wildcard_allowed_host_does_not_let_other_sites_in(secured, wild
 def test_without_a_key_debug_off_refuses_to_start(secured, tmp_path):
     env = {k: v for k, v in secured.env.items() if k != "DJANGO_SECRET_KEY"}
     env["DJANGO_DEV_DATA_DIR"] = str(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_manage(env, "check")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY: expected a secret key in the environment" in result.stderr
     assert not (tmp_path / "secret-key").exists(), "expected no key generated with DEBUG off"
@@ -406,13 +377,13 @@ async def test_debug_without_a_key_generates_a_private_one_and_refuses_the_publi
         assert key != OLD_DEBUG_KEY
         assert key_file.stat().st_mode & 0o777 == 0o600
         with override_settings(SECRET_KEY=OLD_DEBUG_KEY):
-            forged = backdated_token(staff_pk, age=0)
+            forged = sign_token(staff_pk, age=0)
         async with token_connect(port, ["jobupdates.v1", f"token.{forged}"]) as ws:
-            error, code = await refusal(ws)
+            error, code = await closing_error(ws)
         assert (error["code"], code) == ("invalid_token", 4401)
         assert "signed by this server" in error["message"]
         with override_settings(SECRET_KEY=key):
-            genuine = backdated_token(staff_pk, age=0)
+            genuine = sign_token(staff_pk, age=0)
         async with token_connect(port, ["jobupdates.v1", f"token.{genuine}"]) as ws:
             await welcomed(ws)  # the process signs with the key kept in the file
     finally:
@@ -424,7 +395,7 @@ async def test_job_ids_cannot_forge_or_flood_log_lines(secured):
     query = urllib.parse.urlencode([("job", FORGED), *(("job", job) for job in long_ids)])
     mark = secured.daphne.mark()
     async with ws_connect(secured.port, secured.cookies[PLAIN[0]], f"/ws?{query}") as ws:
-        error, code = await refusal(ws)
+        error, code = await closing_error(ws)
     assert (error["code"], code) == ("job_forbidden", 4403)
     assert "'a\\nCRITICAL django.security" in error["message"], "expected the job id escaped"
     secured.daphne.wait_for(r"refused a connection: job_forbidden", after=mark)
@@ -460,7 +431,7 @@ async def test_a_token_with_a_fractional_ttl_is_accepted_once(secured, fractiona
     finally:
         await client.aclose()
     async with token_connect(fractional_ttl, minted["subprotocols"]) as again:
-        error, code = await refusal(again)
+        error, code = await closing_error(again)
     assert (error["code"], code) == ("invalid_token", 4401)
     assert "expired" in error["message"], "expected the token dead before its mark"
 

@@ -16,20 +16,21 @@ development machine are there too.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import socket
 import statistics
 import time
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.processes import Process
+from harness.updates import job_update
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, ws_connect
-from tests.support.processes import Process
+from tests.support.clients import read_until_dropped, stalled_client
+from tests.support.memory import rss, sample_rss
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,6 @@ BURST = 300
 DATA_BYTES = 64 * 1024
 RATE = 40.0
 """Updates per second during the burst."""
-SLOW_RCVBUF = 4096
 P99_LIMIT = 0.5
 """Seconds: the ordinary clients' p99 publish-to-receipt latency during the burst."""
 RSS_GROWTH_LIMIT = 8 * 1024 * 1024
@@ -48,54 +48,13 @@ frames in flight to the ordinary clients, and allocator slack; far less than the
 18.75 MiB the slow client would pin if it were kept."""
 
 
-def rss(pid: int) -> int:
-    """Resident set size of ``pid``, in bytes (VmRSS in /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"expected VmRSS in /proc/{pid}/status")
-
-
-def stalled_client(port: int, cookie: str, path: str = "/ws") -> socket.socket:
-    """Open a WebSocket with a small receive buffer, read the welcome, then stop reading."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
-            f"Cookie: {cookie}\r\n\r\n"
-        ).encode()
-    )
-    received = b""
-    while b'"welcome"' not in received:
-        chunk = sock.recv(4096)
-        assert chunk, f"expected a handshake and a welcome, got {received[:200]!r}"
-        received += chunk
-    assert received.startswith(b"HTTP/1.1 101"), received[:100]
-    return sock
-
-
-def read_until_dropped(sock: socket.socket, timeout: float) -> float:
-    """Drain ``sock`` until the server closes or resets it; return when that happened."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    return time.monotonic()
-
-
 def dropped(daphne: Process, after: int, sock: socket.socket) -> tuple[re.Match[str], float, float]:
     """Wait until Daphne logs the slow client, and only then read its socket until the
     server closes it; return the log line, when it came, and when the socket closed."""
     line = daphne.wait_for(r"is too slow \((\d+) bytes unread", after=after, timeout=30)
     logged_at = time.monotonic()
-    return line, logged_at, read_until_dropped(sock, 10)
+    read_until_dropped(sock, 10)
+    return line, logged_at, time.monotonic()
 
 
 async def reader(ws, latencies: list[float], count: int) -> None:
@@ -106,12 +65,6 @@ async def reader(ws, latencies: list[float], count: int) -> None:
         if frame["job_id"] == "burst":
             latencies.append(time.time() - frame["data"]["t"])
             got += 1
-
-
-async def sample_rss(pid: int, peak: list[int], done: asyncio.Event) -> None:
-    while not done.is_set():
-        peak[0] = max(peak[0], rss(pid))
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("stack", ["fast"], indirect=True)
@@ -126,7 +79,7 @@ async def test_a_stalled_client_is_dropped_without_slowing_the_others(stack, sta
         for ws in sockets:
             await welcomed(ws)
         for n in range(5):  # warm up: allocator and buffers at their steady size
-            await publisher.publish(CHANNEL, json.dumps({"job_id": "warm", "status": "queued"}))
+            await publisher.publish(CHANNEL, job_update("warm", "queued"))
             for ws in sockets:
                 assert (await recv_json(ws))["job_id"] == "warm", n
         slow = await asyncio.to_thread(stalled_client, stack.port, staff_cookie)
@@ -141,8 +94,7 @@ async def test_a_stalled_client_is_dropped_without_slowing_the_others(stack, sta
         started = time.monotonic()
         for n in range(BURST):
             data = {"n": n, "t": time.time(), "pad": padding}
-            payload = json.dumps({"job_id": "burst", "status": "processing", "data": data})
-            await publisher.publish(CHANNEL, payload)
+            await publisher.publish(CHANNEL, job_update("burst", "processing", data))
             await asyncio.sleep(max(0.0, started + (n + 1) / RATE - time.monotonic()))
         await asyncio.wait_for(asyncio.gather(*readers), 20)
         done.set()

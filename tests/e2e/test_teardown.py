@@ -16,10 +16,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from botrix_site.redis_server import RedisServer
+from harness.clients import login, recv_json, welcomed, ws_connect
 from tests.conftest import STAFF, Stack, _stack
-from tests.e2e.test_recovery import wait_for_daphne_subscribed
 from tests.e2e.test_registry import poll, stats
-from tests.support.clients import login, recv_json, welcomed, ws_connect
+from tests.support.channel_layer import wait_for_daphne_subscribed
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ async def test_redis_down_during_a_disconnect_still_frees_the_slot(one_slot_stac
     assert not stack.daphne.matching("Exception inside application"), stack.daphne.output()
 
     stack.redis.start()
-    await wait_for_daphne_subscribed(stack.redis.url)
+    await asyncio.to_thread(wait_for_daphne_subscribed, stack.redis.url)
     async with ws_connect(stack.port, cookie) as ws:
         await welcomed(ws)  # the slot is free: not too_many_connections
         await ws.send(json.dumps({"type": "ping"}))

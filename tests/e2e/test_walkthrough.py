@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from botrix_site.redis_server import RedisServer, free_port
-from tests.support.clients import login, recv_json, welcomed, ws_connect
-from tests.support.processes import ROOT, Process
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import ROOT, Process
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from botrix_site.redis_server import RedisServer, free_port
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions, BridgeState
-from jobupdates.protocol import JOB_UPDATE_EVENT, RejectReason
+from jobupdates.ingest.leadership import Role
+from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdateEvent, RejectReason
 
 GROUP = "jobupdates.all"
 CHANNEL = "botrix:jobs:updates"
@@ -73,6 +74,10 @@ async def test_valid_update_is_forwarded_as_the_client_frame(redis_server, publi
     message = await receive(layer, channel)
     assert message["type"] == JOB_UPDATE_EVENT
     assert json.loads(message["text"]) == {"type": "job_update", **VALID}
+    event = JobUpdateEvent.from_event(message)  # what every Daphne process reads
+    assert (event.job_id, event.position) == (VALID["job_id"], None)
+    assert event.received_at is not None
+    assert event.received_at > 0
     bridge.stop()
     await asyncio.wait_for(task, 2)
     assert bridge.state is BridgeState.STOPPED
@@ -158,7 +163,7 @@ async def test_update_still_unsent_at_stop_is_logged_as_an_error(redis_server, c
     bridge = make_bridge(redis_server.url, layer)
     bridge.stop()
     with caplog.at_level(logging.ERROR, logger="jobupdates.ingest.bridge"):
-        await bridge.handle(json.dumps(VALID).encode())
+        await bridge.handle_many([json.dumps(VALID).encode()])
     assert any(
         "stopping with 1 update(s) not forwarded (jobs 'j-1'; group_send failed)" in r.getMessage()
         for r in caplog.records
@@ -236,7 +241,10 @@ async def test_two_bridges_deliver_exactly_once_and_the_standby_takes_over(
     with caplog.at_level(logging.INFO, logger="jobupdates.ingest.leadership"):
         active.stop()
         await tasks[bridges.index(active)]
-        await asyncio.wait_for(standby.election.active.wait(), 3)
+        deadline = time.monotonic() + 3
+        while standby.role is not Role.ACTIVE:  # it takes over at its next interval
+            assert time.monotonic() < deadline, "expected the standby to take over"
+            await asyncio.sleep(0.01)
     assert any("is now the active bridge" in r.getMessage() for r in caplog.records)
     publish(json.dumps({**VALID, "job_id": "after"}))
     assert json.loads((await receive(layer, channel))["text"])["job_id"] == "after"

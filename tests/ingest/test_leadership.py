@@ -10,6 +10,14 @@ import redis.asyncio as aioredis
 from jobupdates.ingest.leadership import Election, Lease, Role
 
 
+async def until_active(election: Election, seconds: float) -> None:
+    """Return once ``election`` has made its bridge the active one (bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while election.role is not Role.ACTIVE:
+        assert asyncio.get_running_loop().time() < deadline, "expected the bridge to be active"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def client(redis_server):
     connection = aioredis.Redis.from_url(redis_server.url, socket_timeout=10)
@@ -43,14 +51,14 @@ async def test_elections_pick_one_active_and_hand_over_on_stop(client):
     second = Election(Lease(client, "lease", "second", 5), interval=0.05)
     stop_first, stop_second = asyncio.Event(), asyncio.Event()
     running_first = asyncio.create_task(first.run(stop_first))
-    await asyncio.wait_for(first.active.wait(), 2)
+    await until_active(first, 2)
     running_second = asyncio.create_task(second.run(stop_second))
     await asyncio.wait_for(second.decided.wait(), 2)
     assert (first.role, second.role) == (Role.ACTIVE, Role.STANDBY)
     stop_first.set()
     await running_first
     assert first.role is Role.STANDBY
-    await asyncio.wait_for(second.active.wait(), 2)
+    await until_active(second, 2)
     assert second.takeovers == 1
     stop_second.set()
     await running_second
@@ -65,14 +73,14 @@ async def test_lost_redis_makes_a_bridge_standby(redis_server):
     election = Election(Lease(connection, "lease", "solo", 5), interval=0.05)
     stop = asyncio.Event()
     running = asyncio.create_task(election.run(stop))
-    await asyncio.wait_for(election.active.wait(), 2)
+    await until_active(election, 2)
     server.stop()
     deadline = asyncio.get_running_loop().time() + 5
     while election.role is Role.ACTIVE:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
     server.start()
-    await asyncio.wait_for(election.active.wait(), 5)
+    await until_active(election, 5)
     stop.set()
     await running
     await connection.aclose()

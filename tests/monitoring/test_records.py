@@ -23,6 +23,7 @@ from jobupdates.monitoring.records import (
 )
 from jobupdates.monitoring.stats import stats_document
 from jobupdates.protocol import RejectReason
+from jobupdates.protocol.reports import BridgeReport, BridgeState, RecentReject
 
 PROXIES = parse_networks(["10.0.0.0/8", "::1"])
 
@@ -134,19 +135,18 @@ def test_stats_document_sums_instances_and_bridges():
         {"a": heartbeat("a"), "b": heartbeat("b")},
         {"a": {b"c1": record("c1", "a", 1, 1).to_json()}, "b": {}},
     )
-    report = {
-        "bridge": "br",
-        "state": "subscribed",
-        "started_at": 150.0,
-        "reported_at": 299.0,
-        "forwarded": 3,
-        "forwarded_by_status": {"completed": 2, "failed": 1},
-        "rejected": {"invalid_json": 2},
-        "recent_rejects": [{"at": 290.0, "reason": "invalid_json"}],
-        "reconnects": 1,
-        "last_message_at": 295.0,
-        "lag_seconds": 0.0,
-    }
+    report = BridgeReport(
+        bridge="br",
+        state=BridgeState.SUBSCRIBED,
+        started_at=150.0,
+        reported_at=299.0,
+        forwarded=3,
+        forwarded_by_status={"completed": 2, "failed": 1},
+        rejected={"invalid_json": 2},
+        recent_rejects=(RecentReject(290.0, "invalid_json"),),
+        reconnects=1,
+        last_message_at=295.0,
+    )
     document = stats_document(snapshot, [report], now=300.0)
     assert document["connected_clients"] == 1
     assert {k: v["connected_clients"] for k, v in document["instances"].items()} == {"a": 1, "b": 0}
@@ -156,14 +156,44 @@ def test_stats_document_sums_instances_and_bridges():
     assert document["bridge"]["connected"] is True
     assert document["bridge"]["seconds_since_last_message"] == 5.0
     assert document["uptime_seconds"] == 200.0
+    assert document["bridge"]["bridges"] == [
+        {
+            "bridge": "br",
+            "state": "subscribed",
+            "role": "active",
+            "takeovers": 0,
+            "started_at": 150.0,
+            "reported_at": 299.0,
+        }
+    ]
+    assert json.loads(json.dumps(document)) == document
     assert stats_document(snapshot, [], now=300.0)["bridge"]["connected"] is False
+
+
+def test_stats_document_says_a_bridge_is_connected_only_when_one_is_subscribed():
+    snapshot = merge_snapshot({}, {})
+    older = BridgeReport.from_json('{"bridge":"old","state":"backing_off","reported_at":1}')
+    assert older.started_at is None
+    bridge = stats_document(snapshot, [older], now=300.0)["bridge"]
+    assert (bridge["connected"], bridge["state"], bridge["uptime_seconds"]) == (
+        False,
+        "backing_off",
+        None,
+    )
+    subscribed = BridgeReport("new", BridgeState.SUBSCRIBED, 2.0, started_at=100.0)
+    bridge = stats_document(snapshot, [older, subscribed], now=300.0)["bridge"]
+    assert (bridge["connected"], bridge["state"], bridge["uptime_seconds"]) == (
+        True,
+        "subscribed",
+        200.0,
+    )
 
 
 def test_delivery_counters_count_deliveries_and_drain_latencies():
     counters = DeliveryCounters()
     counters.fanout(3, time.time() - 0.5)
     counters.fanout(3, None)
-    counters.direct("not a time")
+    counters.direct(None)
     assert counters.deliveries == 7
     latencies = counters.drain_latencies()
     assert len(latencies) == 1
@@ -181,13 +211,15 @@ def test_bridge_report_derives_recent_rejects_and_lag():
         forwarded_by_status=collections.Counter({"completed": 2}),
         last_message_at=100.0,
     )
-    first = publisher.report(stats, "subscribed", now=103.0)
-    assert first["lag_seconds"] == 3.0  # 5 received, 4 outcomes: one in hand since t=100
-    assert first["recent_rejects"] == [{"at": 103.0, "reason": "invalid_json"}] * 2
-    assert first["forwarded_by_status"] == {"completed": 2}
+    first = publisher.report(stats, BridgeState.SUBSCRIBED, now=103.0)
+    assert first.lag_seconds == 3.0  # 5 received, 4 outcomes: one in hand since t=100
+    assert first.recent_rejects == (RecentReject(103.0, "invalid_json"),) * 2
+    assert first.forwarded_by_status == {"completed": 2}
+    assert (first.bridge, first.state, first.role) == ("br", "subscribed", "active")
     stats.forwarded = 3
     stats.rejected[RejectReason.TOO_LARGE] += 1
     stats.received = 6
-    second = publisher.report(stats, "subscribed", now=104.0)
-    assert second["lag_seconds"] == 0.0
-    assert second["recent_rejects"][-1] == {"at": 104.0, "reason": "too_large"}
+    second = publisher.report(stats, BridgeState.SUBSCRIBED, now=104.0)
+    assert second.lag_seconds == 0.0
+    assert second.recent_rejects[-1] == RecentReject(104.0, "too_large")
+    assert BridgeReport.from_json(second.to_json()) == second

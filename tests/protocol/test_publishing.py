@@ -23,6 +23,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from botrix_site.redis_server import RedisServer, free_port
+from harness.clients import recv_json, welcomed, ws_connect
+from harness.processes import ROOT, child_env
 from jobupdates.protocol import DEFAULT_STATUSES, InvalidJobUpdate, parse_job_update
 from jobupdates.protocol.publishing import (
     PublishError,
@@ -34,8 +36,7 @@ from jobupdates.protocol.publishing import (
     resolve_status,
 )
 from tests.conftest import CHANNEL
-from tests.support.clients import recv_json, welcomed, without_position, ws_connect
-from tests.support.processes import ROOT, child_env
+from tests.support.clients import without_position
 
 STATUSES = ", ".join(DEFAULT_STATUSES)
 SENTINEL = b"sentinel: published by the test after the command"

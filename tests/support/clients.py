@@ -1,65 +1,26 @@
-"""Real clients for end-to-end tests: a browser-like login and WebSocket connections."""
+"""What only tests need of a client: checks of what it receives, and a raw socket that
+stops reading.
+
+The clients the benchmarks share (login, WebSocket connections) are in
+:mod:`harness.clients`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
-import json
 import re
-import urllib.parse
-import urllib.request
+import socket
+import time
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
+from harness.clients import recv_json
 
-def login(port: int, username: str, password: str) -> str:
-    """Log in through the admin login form, as a browser does; return the Cookie header."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    base = f"http://127.0.0.1:{port}"
-    page = opener.open(f"{base}/admin/login/", timeout=10).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert token, "expected a CSRF token in the login form"
-    form = urllib.parse.urlencode(
-        {
-            "username": username,
-            "password": password,
-            "csrfmiddlewaretoken": token.group(1),
-            "next": "/admin/",
-        }
-    ).encode()
-    opener.open(urllib.request.Request(f"{base}/admin/login/", data=form), timeout=10).read()
-    cookies = {cookie.name: cookie.value for cookie in jar}
-    assert "sessionid" in cookies, f"expected a session cookie after logging in as {username}"
-    return f"sessionid={cookies['sessionid']}"
-
-
-def ws_connect(port: int, cookie: str | None = None, path: str = "/ws") -> Any:
-    """Open a WebSocket to Daphne with a same-site Origin, as a page would."""
-    headers = {"Cookie": cookie} if cookie else None
-    return connect(
-        f"ws://127.0.0.1:{port}{path}",
-        origin=f"http://127.0.0.1:{port}",  # type: ignore[arg-type]
-        additional_headers=headers,
-        open_timeout=10,
-    )
-
-
-async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    """Receive one text frame and decode it."""
-    frame = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(frame, str), f"expected a text frame, got {frame!r}"
-    value: dict[str, Any] = json.loads(frame)
-    return value
-
-
-async def welcomed(ws: ClientConnection) -> str:
-    """Consume the welcome frame; return the client id."""
-    welcome = await recv_json(ws)
-    assert welcome["type"] == "welcome", welcome
-    assert re.fullmatch(r"[0-9a-f]{32}", welcome["client_id"]), welcome
-    return str(welcome["client_id"])
+SLOW_RCVBUF = 4096
+"""Bytes of receive buffer of a :func:`stalled_client`: the server's sends pile up soon."""
 
 
 def without_position(frame: dict[str, Any]) -> dict[str, Any]:
@@ -68,3 +29,55 @@ def without_position(frame: dict[str, Any]) -> dict[str, Any]:
     position = rest.pop("position")
     assert re.fullmatch(r"\d+-\d+", position), f"expected a stream ID position, got {position!r}"
     return rest
+
+
+async def closing_error(ws: ClientConnection) -> tuple[dict[str, Any], int]:
+    """Receive the error message a server sends as it closes the connection; return it
+    and the close code."""
+    error = await recv_json(ws)
+    assert error["type"] == "error", error
+    assert error["message"], error
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None, "expected a close frame from the server"
+    return error, closed.value.rcvd.code
+
+
+def stalled_client(port: int, cookie: str, path: str = "/ws") -> socket.socket:
+    """Open a WebSocket on a raw socket with a small receive buffer, read up to the
+    welcome, then stop reading (and never answer a ping)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            f"Cookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    received = b""
+    while b'"welcome"' not in received:
+        chunk = sock.recv(4096)
+        assert chunk, f"expected a handshake and a welcome, got {received[:200]!r}"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 101"), received[:100]
+    return sock
+
+
+def read_until_dropped(sock: socket.socket, timeout: float) -> None:
+    """Read ``sock`` until the server closes or resets it; fail if it is still open
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(1 << 20):
+                return
+    except ConnectionResetError:
+        return
+    except TimeoutError:
+        pass
+    raise AssertionError(f"expected the server to drop the connection within {timeout}s")

@@ -23,6 +23,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jobupdates import redis_client
 from jobupdates.conf import conf, redis_url_problem
 from jobupdates.protocol.publishing import (
     SEQUENCE_PLACEHOLDER,
@@ -64,7 +65,7 @@ class Publisher:
     def __init__(self, url: str, channel: str) -> None:
         self.url = url
         self.channel = channel
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        self.client = redis_client.sync_client(redis_client.Use.INTERACTIVE, url)
         self._call(self.client.ping)
 
     def _call(self, function: Any, *args: Any) -> Any:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
-import socket
-import uuid
 from typing import Any
 
-import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jobupdates import redis_client
 from jobupdates.conf import conf, redis_url_problem
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
@@ -20,6 +17,7 @@ from jobupdates.ingest.bridge import Bridge, BridgeOptions, run_until_signalled
 from jobupdates.ingest.dead_letters import DeadLetterWriter
 from jobupdates.ingest.leadership import Lease
 from jobupdates.ingest.report import BridgeStatsPublisher
+from jobupdates.monitoring.instance import instance_id
 
 
 class Command(BaseCommand):
@@ -47,14 +45,8 @@ class Command(BaseCommand):
         asyncio.run(self.run(redis_url, options["channel"] or conf.CHANNEL, layer))
 
     async def run(self, redis_url: str, channel: str, layer: Any) -> None:
-        client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=conf.REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=conf.REDIS_SOCKET_TIMEOUT,
-            health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
-        )
+        client = redis_client.new_async_client(redis_client.Use.CORE, redis_url)
         history = History.from_conf(client)
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         bridge = Bridge(
             BridgeOptions(
                 redis_url=redis_url,
@@ -62,14 +54,12 @@ class Command(BaseCommand):
                 group=conf.GROUP,
                 statuses=conf.STATUSES,
                 max_payload_bytes=conf.MAX_PAYLOAD_BYTES,
-                socket_timeout=conf.REDIS_SOCKET_TIMEOUT,
-                health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
                 lease_interval=conf.BRIDGE_LEASE_TTL / 3,
             ),
             layer=layer,
             delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),
             history=history,
-            lease=Lease(client, conf.BRIDGE_LEASE_KEY, holder, conf.BRIDGE_LEASE_TTL),
+            lease=Lease(client, conf.BRIDGE_LEASE_KEY, instance_id(), conf.BRIDGE_LEASE_TTL),
             dead_letters=DeadLetterWriter(
                 client, key=conf.DEAD_LETTER_KEY, size=conf.DEAD_LETTER_SIZE
             ),

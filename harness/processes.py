@@ -1,8 +1,8 @@
-"""Real processes for end-to-end tests: Daphne, run_bridge, and their logs.
+"""The project's real processes: Daphne, run_bridge, management commands, and their logs.
 
 Each :class:`Process` collects its output line by line in a thread, and
-:meth:`Process.wait_for` blocks until a line matches, so tests wait on what
-a process says rather than on fixed sleeps.
+:meth:`Process.wait_for` blocks until a line matches, so tests and benchmarks
+wait on what a process says rather than on fixed sleeps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+LISTENING = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
+"""Daphne's line once it listens; group 1 is the port."""
 
 
 def _as_from_a_terminal() -> None:
@@ -135,7 +137,7 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBUPDATES_", "DJANGO_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="botrix_site.settings",
-        DJANGO_SECRET_KEY="e2e-secret-key",
+        DJANGO_SECRET_KEY="e2e-secret-key",  # noqa: S106 (throwaway processes)
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
     )
@@ -143,12 +145,27 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_daphne(env: dict[str, str]) -> tuple[Process, int]:
-    """Start Daphne on a free port the way the project does; return it and its port."""
-    argv = [sys.executable, "-m", "botrix_site.serve", "--port", "0"]
-    process = Process("daphne", argv, env)
-    port = int(process.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
-    return process, port
+def start_daphne(
+    env: dict[str, str], *extra: str, port: int = 0, name: str = "daphne"
+) -> tuple[Process, int]:
+    """Start Daphne as the project does (``python -m botrix_site.serve``); return it,
+    once it listens, and its port.
+
+    Args:
+        env: The process environment (:func:`child_env`).
+        extra: Daphne options after the project's, where a later flag wins
+            (``"--ping-interval", "1"``).
+        port: 0 for a free port; a given one to start again where a stopped one was.
+        name: The name in the process's failure messages.
+    """
+    argv = [sys.executable, "-m", "botrix_site.serve", "--port", str(port), *extra]
+    process = Process(name, argv, env)
+    try:
+        listening = process.wait_for(LISTENING)
+    except BaseException:
+        process.stop()
+        raise
+    return process, int(listening.group(1))
 
 
 def start_bridge(env: dict[str, str], *, active: bool = True, timeout: float = 20.0) -> Process:
@@ -164,9 +181,9 @@ def start_bridge(env: dict[str, str], *, active: bool = True, timeout: float = 2
     return process
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run a management command to completion and return its output."""
-    result = subprocess.run(
+def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a management command to completion, whatever its exit status."""
+    return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=env,
@@ -174,6 +191,11 @@ def manage(env: dict[str, str], *args: str) -> str:
         text=True,
         check=False,
     )
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command to completion and return its output; fail if it fails."""
+    result = run_manage(env, *args)
     assert result.returncode == 0, (
         f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
     )

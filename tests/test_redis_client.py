@@ -1,0 +1,61 @@
+"""The one factory of Redis clients: who may build one, and its timeout policy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jobupdates import redis_client
+from jobupdates.redis_client import INTERACTIVE_TIMEOUT, Use
+
+PACKAGE = Path(redis_client.__file__).parent
+CONSTRUCTION = re.compile(r"\bfrom_url\(|\bRedis\(|\bStrictRedis\(|\bConnectionPool\b|\bSentinel\(")
+
+
+def test_only_redis_client_builds_a_redis_client():
+    builders = sorted(
+        str(path.relative_to(PACKAGE.parent))
+        for path in PACKAGE.rglob("*.py")
+        if CONSTRUCTION.search(path.read_text())
+    )
+    assert builders == ["jobupdates/redis_client.py"], (
+        "expected every Redis client built by jobupdates.redis_client"
+    )
+
+
+def options(client) -> dict:
+    return client.connection_pool.connection_kwargs
+
+
+def test_the_listener_keeps_alive_checks_health_and_never_retries(settings):
+    settings.JOBUPDATES_REDIS_SOCKET_TIMEOUT = 7
+    settings.JOBUPDATES_REDIS_HEALTH_CHECK_INTERVAL = 3
+    found = options(redis_client.listener("redis://127.0.0.1:9/0"))
+    assert (found["socket_timeout"], found["socket_connect_timeout"]) == (7, 7)
+    assert (found["socket_keepalive"], found["health_check_interval"]) == (True, 3)
+    assert found["retry"].get_retries() == 0, "expected the bridge to reconnect itself"
+    assert (found["host"], found["port"]) == ("127.0.0.1", 9)
+
+
+@pytest.mark.parametrize(
+    ("use", "seconds"), [(Use.CORE, 7), (Use.REGISTRY, 2), (Use.INTERACTIVE, INTERACTIVE_TIMEOUT)]
+)
+async def test_command_clients_wait_their_uses_timeout_and_retry_once(settings, use, seconds):
+    settings.JOBUPDATES_REDIS_SOCKET_TIMEOUT = 7
+    settings.JOBUPDATES_REGISTRY_SOCKET_TIMEOUT = 2
+    settings.JOBUPDATES_REDIS_URL = "redis://127.0.0.1:9/3"
+    for client in (redis_client.new_async_client(use), redis_client.sync_client(use)):
+        found = options(client)
+        assert (found["socket_timeout"], found["socket_connect_timeout"]) == (seconds, seconds)
+        assert found["retry"].get_retries() == 1
+        assert (found["port"], found["db"]) == (9, 3), "expected JOBUPDATES_REDIS_URL"
+        assert "health_check_interval" not in found
+
+
+async def test_the_shared_client_is_one_core_client_per_event_loop(settings):
+    settings.JOBUPDATES_REDIS_SOCKET_TIMEOUT = 7
+    client = redis_client.async_client()
+    assert redis_client.async_client() is client
+    assert options(client)["socket_timeout"] == 7
