@@ -10,9 +10,9 @@ bridge disappears like a dead server process.
 The publisher only reads the bridge's ``stats`` and ``state``; it derives
 what the bridge does not keep:
 
-* ``lag_seconds``: how long the update in hand has waited since its receipt
-  (the bridge handles one message at a time, so an update is in hand while
-  ``received`` exceeds the outcomes counted), else 0;
+* ``lag_seconds``: while updates are in hand (the bridge works in batches:
+  ``received`` exceeds the outcomes counted), the time since the last
+  receipt, else 0;
 * ``recent_rejects``: the reasons whose counts rose since the previous report,
   stamped with that report's time (exact times if the bridge keeps
   ``stats.recent_rejects``, an iterable of ``(time, reason)``).
