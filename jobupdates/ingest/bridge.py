@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobupdates import redis_client
 from jobupdates.history import History
@@ -71,6 +73,14 @@ class BridgeStats:
     last_message_at: float | None = None
 
 
+PROBE_INTERVAL = 0.2
+"""Seconds between two PINGs while backing off (see :meth:`Bridge._back_off`)."""
+FLAP_SECONDS = 1.0
+"""A subscription that ends sooner than this after an early reconnect gets the
+whole next delay: a Redis that answers PING but drops the subscription must
+not make the bridge reconnect in a tight loop."""
+
+
 @dataclass(frozen=True)
 class BridgeOptions:
     """What the bridge subscribes to and accepts (:func:`jobupdates.redis_client.listener`
@@ -109,6 +119,7 @@ class Bridge:
         """
         self.options = options
         self.delays = delays
+        self._woke_early = False
         self.election = Election(lease, options.lease_interval) if lease else None
         self.state = BridgeState.STARTING
         self.stats = BridgeStats()
@@ -150,6 +161,8 @@ class Bridge:
         if self.election is not None:
             await self.election.decided.wait()  # know the role before the first message
         delays = self.delays()
+        loop = asyncio.get_running_loop()
+        subscribed_at = loop.time()
         while not self.stopping.is_set():
             self._set_state(BridgeState.CONNECTING, self.options.redis_url)
             client = redis_client.listener(self.options.redis_url)
@@ -163,17 +176,52 @@ class Bridge:
                         f"listening on {self.options.channel!r} as {as_role}",
                     )
                     delays = self.delays()
+                    subscribed_at = loop.time()
                     await self._pump(pubsub)
             except (RedisError, OSError) as exc:
                 self.stats.reconnects += 1
                 delay = next(delays)
+                # Unreachable (not an error Redis answered with), and not right after an
+                # early reconnect that failed again at once: then a probe may cut it short.
+                lost = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                flapping = self._woke_early and loop.time() - subscribed_at < FLAP_SECONDS
+                sooner = ", sooner once Redis answers again" if lost and not flapping else ""
                 self._set_state(
                     BridgeState.BACKING_OFF,
-                    f"lost Redis ({type(exc).__name__}: {exc}); retrying in {delay:.2f}s",
+                    f"lost Redis ({type(exc).__name__}: {exc}); retrying in {delay:.2f}s{sooner}",
                 )
-                await pause(self.stopping, delay)
+                self._woke_early = await self._back_off(delay, probing=bool(sooner))
             finally:
                 await client.aclose()
+
+    async def _back_off(self, delay: float, *, probing: bool) -> bool:
+        """Wait ``delay`` seconds, or, if ``probing``, only until Redis answers again.
+
+        Whatever is published while no bridge is subscribed is lost, so a bridge
+        whose backoff has grown must not sleep on once Redis is back: it PINGs
+        every :data:`PROBE_INTERVAL` and reconnects at the first answer. Return
+        whether it woke early.
+        """
+        if not probing:
+            await pause(self.stopping, delay)
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        probe = redis_client.new_async_client(redis_client.Use.CORE, self.options.redis_url)
+        try:
+            while (left := deadline - loop.time()) > 0:
+                await pause(self.stopping, min(PROBE_INTERVAL, left))
+                if self.stopping.is_set():
+                    return False
+                try:
+                    await asyncio.wait_for(probe.ping(), PROBE_INTERVAL)
+                except (RedisError, OSError, TimeoutError):
+                    continue
+                logger.info("bridge: Redis answers again; reconnecting now")
+                return True
+            return False
+        finally:
+            await probe.aclose()
 
     async def _settle_role(self) -> None:
         """Try to hold the lease now, rather than at the election's next interval.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import time
 
 import pytest
+import redis
 from channels.layers import InMemoryChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -312,3 +314,24 @@ async def test_a_standby_that_does_not_know_the_holder_checks_before_skipping(
     bridge.stop()
     await task
     await client.aclose()
+
+
+async def test_a_long_backoff_ends_as_soon_as_redis_answers_again(member, caplog):
+    """Every second spent backing off once Redis is back loses what is published."""
+    layer, channel = member
+    server = RedisServer().start()
+    options = BridgeOptions(redis_url=server.url, channel=CHANNEL, group=GROUP)
+    bridge = Bridge(options, layer=layer, delays=lambda: itertools.repeat(60.0))
+    with caplog.at_level(logging.INFO, logger="jobupdates.ingest.bridge"):
+        task = await running(bridge)
+        server.stop()
+        await asyncio.wait_for(bridge.wait_for_state(BridgeState.BACKING_OFF), 5)
+        server.start()
+        # far sooner than the 60 s delay: the probe saw Redis come back
+        await asyncio.wait_for(bridge.wait_for_state(BridgeState.SUBSCRIBED), 10)
+    assert "Redis answers again; reconnecting now" in caplog.text
+    redis.Redis.from_url(server.url).publish(CHANNEL, json.dumps(VALID))
+    assert json.loads((await receive(layer, channel))["text"])["status"] == "completed"
+    bridge.stop()
+    await asyncio.wait_for(task, 5)
+    server.stop()
