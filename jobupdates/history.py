@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -32,9 +33,15 @@ PAGE_BYTES = 256 * 1024
 """About how many bytes of entries one page holds (from the sizes seen so far)."""
 
 # KEYS: stream, state key. ARGV: max entries, max age (ms, 0 = no limit),
-# state TTL (s), job id, frame. Returns the new entry's ID.
+# state TTL (s), job id, frame, ingest entry ID ('' for none). Returns the new entry's ID.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'j', ARGV[4], 'f', ARGV[5])
+local id
+if ARGV[6] ~= '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+    'j', ARGV[4], 'f', ARGV[5], 'i', ARGV[6])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'j', ARGV[4], 'f', ARGV[5])
+end
 local max_age = tonumber(ARGV[2])
 if max_age > 0 then
   local now = redis.call('TIME')
@@ -113,17 +120,51 @@ class History:
             state_ttl_seconds=conf.STATE_TTL,
         )
 
-    async def append_many(self, updates: Sequence[tuple[str, str]]) -> list[str]:
-        """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions."""
+    async def append_many(
+        self, updates: Sequence[tuple[str, str]], ingest_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions.
+
+        ``ingest_ids``, one per update, are the entry IDs in the durable ingest
+        stream the updates came from; each is kept with its entry (field ``i``,
+        never sent to clients) so that :meth:`ingested_since` can tell which
+        were recorded.
+        """
+        ids = ingest_ids if ingest_ids is not None else [""] * len(updates)
         async with self.client.pipeline(transaction=False) as pipe:
-            for job_id, frame in updates:
+            for (job_id, frame), ingest_id in zip(updates, ids, strict=True):
                 await self._append(
                     keys=[self.stream_key, self.state_prefix + job_id],
-                    args=[self.max_entries, self.max_age_ms, self.state_ttl_seconds, job_id, frame],
+                    args=[
+                        self.max_entries,
+                        self.max_age_ms,
+                        self.state_ttl_seconds,
+                        job_id,
+                        frame,
+                        ingest_id,
+                    ],
                     client=pipe,
                 )
             positions = await pipe.execute()
         return [_text(position) for position in positions]
+
+    async def ingested_since(self, oldest: str, *, page: int = 1000) -> set[str]:
+        """Return the ingest entry IDs recorded with the entries from ``oldest`` on.
+
+        An update is recorded after it was added to the ingest stream, and both
+        streams take their IDs from the same Redis clock, so every update that
+        came from ingest entry ``oldest`` or later is at or after its time here.
+        """
+        found: set[str] = set()
+        start = oldest.split("-")[0]
+        while True:
+            entries: list[Any] = list(
+                await self.client.xrange(self.stream_key, start, "+", count=page) or []
+            )
+            found.update(_text(fields[b"i"]) for _, fields in entries if b"i" in fields)
+            if len(entries) < page:
+                return found
+            start = "(" + _text(entries[-1][0])
 
     async def since(self, since: Position, *, count: int | None = None) -> Recovery:
         """Return the entries after ``since`` (at most ``count``), or why they cannot all

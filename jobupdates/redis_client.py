@@ -8,6 +8,9 @@ Two kinds of client:
   keepalive on, PINGs after ``JOBUPDATES_REDIS_HEALTH_CHECK_INTERVAL`` of
   silence to find a dead connection, and never retries: its owner reconnects
   with a backoff, and logs it.
+* The **stream reader** (:func:`stream_reader`) blocks in ``XREADGROUP ... BLOCK``
+  on the durable ingest stream: its socket timeout is the block plus
+  ``JOBUPDATES_REDIS_SOCKET_TIMEOUT``, so an idle stream never times it out.
 * A **command client** (:func:`async_client`, :func:`new_async_client`,
   :func:`sync_client`) waits its :class:`Use`'s timeout to connect and per
   command, and retries a command once, at once, on a stale pooled connection
@@ -48,6 +51,7 @@ __all__ = [
     "async_client",
     "listener",
     "new_async_client",
+    "stream_reader",
     "sync_client",
     "timeout_for",
 ]
@@ -86,6 +90,16 @@ def listener(url: str | None = None) -> aioredis.Redis:
         socket_keepalive=True,
         health_check_interval=conf.REDIS_HEALTH_CHECK_INTERVAL,
     )
+
+
+def stream_reader(url: str | None, block_seconds: float) -> aioredis.Redis:
+    """Return a new asyncio client for ``XREADGROUP ... BLOCK`` of ``block_seconds``.
+
+    Its socket timeout (per read) is longer than the block: with redis-py 8's
+    default of 5 s, a block of 5 s or more on an idle stream would time out.
+    """
+    seconds = block_seconds + conf.REDIS_SOCKET_TIMEOUT
+    return _async(url, seconds, retries=0, socket_keepalive=True)
 
 
 def new_async_client(use: Use, url: str | None = None) -> aioredis.Redis:

@@ -283,6 +283,19 @@ class Settings:
         return seconds
 
     @property
+    def INGEST_STREAM(self) -> str:
+        """Redis Stream of the durable ingest: workers ``XADD`` updates to it
+        (``payload`` field) and the active bridge reads it with the consumer group
+        ``jobupdates.bridges``. Default: ``botrix:jobs:ingest``."""
+        return self._get("INGEST_STREAM", "botrix:jobs:ingest", v.text)
+
+    @property
+    def INGEST_STREAM_SIZE(self) -> int:
+        """How many entries the durable ingest stream keeps (at least; ``MAXLEN ~``,
+        applied by the worker helper's ``XADD``). Default: ``100000``."""
+        return self._get("INGEST_STREAM_SIZE", 100_000, v.integer(1))
+
+    @property
     def DEAD_LETTER_KEY(self) -> str:
         """Redis list keeping the messages the bridge rejected, newest first.
         Default: ``botrix:jobs:dead-letters``."""

@@ -15,8 +15,11 @@ With a :class:`~jobupdates.ingest.leadership.Lease`, several bridges can run: on
 active and forwards, the others stay subscribed as hot standbys and take
 over once the active one stops renewing its lease.
 
+With :attr:`BridgeOptions.ingest_stream`, the active bridge also reads the
+durable ingest stream (:mod:`jobupdates.ingest.durable`).
+
 ``manage.py run_bridge`` only builds a :class:`Bridge` and calls
-:func:`run_until_signalled`.
+:func:`jobupdates.ingest.stopping.run_until_signalled`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,10 +40,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobupdates import redis_client
 from jobupdates.history import History
 from jobupdates.ingest.dead_letters import DeadLetterWriter
+from jobupdates.ingest.durable import DurableIngest
 from jobupdates.ingest.forwarder import Forwarder, GroupSender
 from jobupdates.ingest.leadership import Election, Lease, Role
 from jobupdates.ingest.rejections import Rejections
-from jobupdates.ingest.stopping import pause
+from jobupdates.ingest.stopping import back_off
 from jobupdates.protocol import (
     DEFAULT_STATUSES,
     InvalidJobUpdate,
@@ -73,8 +77,6 @@ class BridgeStats:
     last_message_at: float | None = None
 
 
-PROBE_INTERVAL = 0.2
-"""Seconds between two PINGs while backing off (see :meth:`Bridge._back_off`)."""
 FLAP_SECONDS = 1.0
 """A subscription that ends sooner than this after an early reconnect gets the
 whole next delay: a Redis that answers PING but drops the subscription must
@@ -92,6 +94,8 @@ class BridgeOptions:
     statuses: tuple[str, ...] = DEFAULT_STATUSES
     max_payload_bytes: int = 1024 * 1024
     lease_interval: float = 1.0
+    ingest_stream: str | None = None
+    """The durable ingest stream the active bridge reads; None reads none."""
 
 
 class Bridge:
@@ -129,6 +133,9 @@ class Bridge:
             layer=layer, group=options.group, history=history, delays=delays, stopping=self.stopping
         )
         self._entered = {state: asyncio.Event() for state in BridgeState}
+        consumer = lease.holder if lease else f"bridge-{uuid.uuid4().hex[:12]}"
+        stream = options.ingest_stream
+        self.durable = DurableIngest(self, stream=stream, consumer=consumer) if stream else None
 
     @property
     def role(self) -> Role:
@@ -149,9 +156,13 @@ class Bridge:
     async def run(self) -> None:
         """Subscribe and forward until :meth:`stop` is called; reconnect on any loss."""
         electing = asyncio.create_task(self.election.run(self.stopping)) if self.election else None
+        durable = asyncio.create_task(self.durable.run()) if self.durable else None
         try:
             await self._subscribe_forever()
         finally:
+            self.stopping.set()
+            if durable is not None:
+                await durable
             if electing is not None:
                 await electing
             await self.rejections.aclose()
@@ -190,38 +201,11 @@ class Bridge:
                     BridgeState.BACKING_OFF,
                     f"lost Redis ({type(exc).__name__}: {exc}); retrying in {delay:.2f}s{sooner}",
                 )
-                self._woke_early = await self._back_off(delay, probing=bool(sooner))
+                self._woke_early = await back_off(
+                    self.stopping, self.options.redis_url, delay, probing=bool(sooner)
+                )
             finally:
                 await client.aclose()
-
-    async def _back_off(self, delay: float, *, probing: bool) -> bool:
-        """Wait ``delay`` seconds, or, if ``probing``, only until Redis answers again.
-
-        Whatever is published while no bridge is subscribed is lost, so a bridge
-        whose backoff has grown must not sleep on once Redis is back: it PINGs
-        every :data:`PROBE_INTERVAL` and reconnects at the first answer. Return
-        whether it woke early.
-        """
-        if not probing:
-            await pause(self.stopping, delay)
-            return False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
-        probe = redis_client.new_async_client(redis_client.Use.CORE, self.options.redis_url)
-        try:
-            while (left := deadline - loop.time()) > 0:
-                await pause(self.stopping, min(PROBE_INTERVAL, left))
-                if self.stopping.is_set():
-                    return False
-                try:
-                    await asyncio.wait_for(probe.ping(), PROBE_INTERVAL)
-                except (RedisError, OSError, TimeoutError):
-                    continue
-                logger.info("bridge: Redis answers again; reconnecting now")
-                return True
-            return False
-        finally:
-            await probe.aclose()
 
     async def _settle_role(self) -> None:
         """Try to hold the lease now, rather than at the election's next interval.
@@ -292,20 +276,3 @@ class Bridge:
             for update, _ in batch:
                 self.stats.forwarded_by_status[update.status] += 1
         return len(batch)
-
-
-async def run_until_signalled(bridge: Bridge) -> None:
-    """Run ``bridge`` until SIGINT or SIGTERM, then stop it gracefully."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _stop_on_signal, bridge, signum)
-    try:
-        await bridge.run()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
-def _stop_on_signal(bridge: Bridge, signum: int) -> None:
-    logger.info("received %s; stopping", signal.Signals(signum).name)
-    bridge.stop()

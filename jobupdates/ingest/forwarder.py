@@ -66,14 +66,24 @@ class Forwarder:
         self.delays = delays
         self.stopping = stopping
 
-    async def forward(self, batch: list[tuple[JobUpdate, str]], received_at: float) -> bool:
-        """Record and send ``(update, frame)`` pairs in order; False if stopped first (logged)."""
+    async def forward(
+        self,
+        batch: list[tuple[JobUpdate, str]],
+        received_at: float,
+        ingest_ids: list[str] | None = None,
+    ) -> bool:
+        """Record and send ``(update, frame)`` pairs in order; False if stopped first (logged).
+
+        ``ingest_ids`` (durable ingest) are recorded with the history entries.
+        """
         history = self.history
         positions: list[str | None] = [None] * len(batch)
         try:
             if history is not None:
                 items = [(update.job_id, frame) for update, frame in batch]
-                positions = list(await self._retry("record", lambda: history.append_many(items)))
+                positions = list(
+                    await self._retry("record", lambda: history.append_many(items, ingest_ids))
+                )
             events = [
                 JobUpdateEvent(
                     text=with_position(frame, position) if position else frame,

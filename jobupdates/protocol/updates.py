@@ -41,6 +41,8 @@ class RejectReason(enum.StrEnum):
     INVALID_STATUS = "invalid_status"
     UNKNOWN_STATUS = "unknown_status"
     UNENCODABLE = "unencodable"
+    MISSING_PAYLOAD = "missing_payload"
+    """A durable ingest stream entry without a ``payload`` field."""
 
 
 class InvalidJobUpdate(ValueError):

@@ -14,6 +14,7 @@ parses arguments, talks to Redis and prints.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobupdates import redis_client
 from jobupdates.conf import conf, redis_url_problem
+from jobupdates.ingest.publish import send_payload
 from jobupdates.protocol.publishing import (
     SEQUENCE_PLACEHOLDER,
     PublishError,
@@ -62,9 +64,14 @@ def _seconds(text: str) -> float:
 class Publisher:
     """PUBLISHes payloads on one channel; turns Redis failures into CommandError."""
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(
+        self, url: str, channel: str, *, stream: str | None = None, stream_size: int = 1
+    ) -> None:
+        """With ``stream``, XADDs to that durable ingest stream instead of PUBLISHing."""
         self.url = url
         self.channel = channel
+        self.stream = stream
+        self.stream_size = stream_size
         self.client = redis_client.sync_client(redis_client.Use.INTERACTIVE, url)
         self._call(self.client.ping)
 
@@ -77,8 +84,19 @@ class Publisher:
             ) from None
 
     def publish(self, payload: bytes) -> int:
-        """PUBLISH one payload; return how many subscribers received it."""
-        return int(self._call(self.client.publish, self.channel, payload))
+        """PUBLISH (or XADD) one payload; return how many subscribers received it
+        (1 for an XADD: the stream keeps it for the bridge)."""
+        if self.stream is None:
+            publish = functools.partial(send_payload, channel=self.channel)
+            return int(self._call(publish, self.client, payload))
+        durable = functools.partial(
+            send_payload,
+            durable=True,
+            stream=self.stream,
+            stream_size=self.stream_size,
+        )
+        self._call(durable, self.client, payload)
+        return 1
 
     def close(self) -> None:
         self.client.close()
@@ -122,6 +140,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--channel", help="Redis channel (default: JOBUPDATES_CHANNEL).")
         parser.add_argument(
+            "--durable",
+            action="store_true",
+            help="XADD to the durable ingest stream (JOBUPDATES_INGEST_STREAM) instead of "
+            "PUBLISHing: kept until a bridge forwards it.",
+        )
+        parser.add_argument(
             "--redis-url", help="Redis to publish on (default: JOBUPDATES_REDIS_URL)."
         )
 
@@ -130,6 +154,8 @@ class Command(BaseCommand):
             statuses = conf.STATUSES
             max_bytes = conf.MAX_PAYLOAD_BYTES
             channel: str = options["channel"] or conf.CHANNEL
+            stream = conf.INGEST_STREAM if options.get("durable") else None
+            stream_size = conf.INGEST_STREAM_SIZE
             url: str = options["redis_url"] or conf.REDIS_URL
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
@@ -141,7 +167,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     "--interactive asks for everything: give no status, job id, --count or --stress"
                 )
-            publisher = Publisher(url, channel)
+            publisher = Publisher(url, channel, stream=stream, stream_size=stream_size)
             try:
                 self._interactive(publisher, statuses, max_bytes, options.get("stdin") or sys.stdin)
             finally:
@@ -179,13 +205,16 @@ class Command(BaseCommand):
             def payload_of(number: int) -> bytes:
                 return payload
 
-        publisher = Publisher(url, channel)
+        publisher = Publisher(url, channel, stream=stream, stream_size=stream_size)
         try:
             self._burst(publisher, payload_of, count, options["interval"], options["stress"])
         finally:
             publisher.close()
 
     def _report(self, publisher: Publisher, payload: bytes, receivers: int) -> None:
+        if publisher.stream is not None:
+            self.stdout.write(f"added {payload.decode()} to {publisher.stream!r}")
+            return
         self.stdout.write(
             f"published {payload.decode()} on {publisher.channel!r}: "
             f"received by {receivers} subscriber(s)"

@@ -13,10 +13,11 @@ from jobupdates import redis_client
 from jobupdates.conf import conf, redis_url_problem
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
-from jobupdates.ingest.bridge import Bridge, BridgeOptions, run_until_signalled
+from jobupdates.ingest.bridge import Bridge, BridgeOptions
 from jobupdates.ingest.dead_letters import DeadLetterWriter
 from jobupdates.ingest.leadership import Lease
 from jobupdates.ingest.report import BridgeStatsPublisher
+from jobupdates.ingest.stopping import run_until_signalled
 from jobupdates.monitoring.instance import instance_id
 
 
@@ -55,6 +56,7 @@ class Command(BaseCommand):
                 statuses=conf.STATUSES,
                 max_payload_bytes=conf.MAX_PAYLOAD_BYTES,
                 lease_interval=conf.BRIDGE_LEASE_TTL / 3,
+                ingest_stream=conf.INGEST_STREAM,
             ),
             layer=layer,
             delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),

@@ -1,0 +1,251 @@
+"""Durable ingest: the active bridge reads a Redis Stream with a consumer group.
+
+Workers that can, ``XADD <JOBUPDATES_INGEST_STREAM> * payload '<JSON>'``
+instead of PUBLISHing (:func:`jobupdates.ingest.publish.publish_job_update`).
+Only the active bridge (the lease holder) reads the stream, as consumer
+:attr:`DurableIngest.consumer` of the group :data:`GROUP`:
+
+* The group is created at ``0`` with ``MKSTREAM`` the first time, so the
+  entries added before any bridge ever ran are forwarded too.
+* Each entry is validated with the bridge's own parser (a rejection, or an
+  entry without a ``payload`` field, goes the bridge's rejection path and is
+  ACKed, never redelivered), recorded in the history *with its entry ID*
+  and sent through the bridge's :class:`~jobupdates.ingest.forwarder.Forwarder`,
+  then ``XACK``\\ ed.
+* Whenever a bridge becomes active (start, takeover, reconnect), before it
+  reads new entries, it takes over every pending entry (``XAUTOCLAIM``,
+  min-idle 0: its own and a dead bridge's), skips and ACKs those whose IDs
+  the history already holds (recorded, then the bridge died before its
+  ``XACK``) and forwards the others in order. So an update goes into the
+  history once, across a crash.
+
+``XREADGROUP ... BLOCK`` waits :data:`BLOCK_SECONDS`, on a client whose socket
+timeout is longer (:func:`jobupdates.redis_client.stream_reader`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from jobupdates import redis_client
+from jobupdates.ingest.leadership import Role
+from jobupdates.ingest.stopping import pause
+from jobupdates.protocol import InvalidJobUpdate, JobUpdate, RejectReason, parse_job_update
+
+if TYPE_CHECKING:
+    from jobupdates.ingest.bridge import Bridge
+
+__all__ = ["BLOCK_SECONDS", "GROUP", "DurableIngest", "DurableStats"]
+
+logger = logging.getLogger(__name__)
+
+GROUP = "jobupdates.bridges"
+"""The consumer group of the bridges on the ingest stream."""
+BLOCK_SECONDS = 2.0
+"""How long one XREADGROUP waits for an entry."""
+ROLE_POLL_SECONDS = 0.1
+"""How often a standby looks whether it became active (no I/O)."""
+BATCH = 500
+"""The most entries read, then recorded and sent, at once."""
+
+Entry = tuple[str, dict[bytes, bytes]]
+
+
+@dataclass
+class DurableStats:
+    """Counters of the durable input since the bridge started."""
+
+    read: int = 0
+    forwarded: int = 0
+    rejected: int = 0
+    acked: int = 0
+    already_recorded: int = 0
+    """Pending entries found in the history on takeover: ACKed, not forwarded again."""
+    recoveries: int = 0
+
+
+class DurableIngest:
+    """Reads the ingest stream for one :class:`~jobupdates.ingest.bridge.Bridge`."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        stream: str,
+        consumer: str,
+        block_seconds: float = BLOCK_SECONDS,
+        delays: Callable[[], Iterator[float]] | None = None,
+    ) -> None:
+        """Args:
+        bridge: The bridge whose role, parser options, rejections and forwarder are used.
+        stream: The ingest stream's key (``JOBUPDATES_INGEST_STREAM``).
+        consumer: This bridge's name in the group (its lease holder name).
+        block_seconds: How long one XREADGROUP blocks.
+        delays: Retry delays after a Redis failure; default the bridge's.
+        """
+        self.bridge = bridge
+        self.stream = stream
+        self.consumer = consumer
+        self.block_seconds = block_seconds
+        self.delays = delays or bridge.delays
+        self.stats = DurableStats()
+        self.reading = asyncio.Event()
+        """Set while this bridge reads the stream (active, recovered, group in place)."""
+        self.idle_reads = 0
+        """XREADGROUPs that blocked their whole time and returned nothing."""
+        self.idled = asyncio.Event()
+        """Set after each such XREADGROUP (cleared by whoever waits on it)."""
+
+    async def run(self) -> None:
+        """Read while this bridge is active, until the bridge stops."""
+        stopping = self.bridge.stopping
+        delays = self.delays()
+        while not stopping.is_set():
+            if self.bridge.role is not Role.ACTIVE:
+                await pause(stopping, ROLE_POLL_SECONDS)
+                continue
+            client = redis_client.stream_reader(self.bridge.options.redis_url, self.block_seconds)
+            try:
+                await self._create_group(client)
+                await self.recover(client)
+                self.reading.set()
+                delays = self.delays()
+                await self._read_while_active(client)
+            except (RedisError, OSError) as exc:
+                delay = next(delays)
+                logger.warning(
+                    "durable ingest: lost Redis (%s: %s); retrying in %.2fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await pause(stopping, delay)
+            finally:
+                self.reading.clear()
+                await client.aclose()
+
+    async def _create_group(self, client: aioredis.Redis) -> None:
+        try:
+            await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            logger.info("durable ingest: created group %r on %r at 0", GROUP, self.stream)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def recover(self, client: aioredis.Redis) -> None:
+        """Take over every pending entry; ACK those already recorded, forward the rest."""
+        pending: list[Entry] = []
+        start = "0-0"
+        while True:
+            reply = await client.xautoclaim(
+                self.stream, GROUP, self.consumer, 0, start_id=start, count=BATCH
+            )
+            start = _text(reply[0])
+            pending.extend((_text(entry_id), fields or {}) for entry_id, fields in reply[1])
+            if start == "0-0":
+                break
+        if not pending:
+            return
+        pending.sort(key=lambda entry: tuple(int(part) for part in entry[0].split("-")))
+        history = self.bridge.forwarder.history
+        recorded = await history.ingested_since(pending[0][0]) if history is not None else set()
+        done = [entry_id for entry_id, _ in pending if entry_id in recorded]
+        rest = [entry for entry in pending if entry[0] not in recorded]
+        self.stats.recoveries += 1
+        self.stats.already_recorded += len(done)
+        logger.info(
+            "durable ingest: %d pending entr(ies) on takeover: %d already recorded, %d to forward",
+            len(pending),
+            len(done),
+            len(rest),
+        )
+        if done:
+            await self._ack(client, done)
+        for offset in range(0, len(rest), BATCH):
+            if not await self.handle(client, rest[offset : offset + BATCH]):
+                return
+
+    async def _read_while_active(self, client: aioredis.Redis) -> None:
+        stopping = self.bridge.stopping
+        block_ms = int(self.block_seconds * 1000)
+        while not stopping.is_set() and self.bridge.role is Role.ACTIVE:
+            read = asyncio.ensure_future(
+                client.xreadgroup(
+                    GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms
+                )
+            )
+            stop = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not read.done():  # stopping: what was read stays pending for the next bridge
+                read.cancel()
+                return
+            reply: Any = read.result()
+            entries = [
+                (_text(entry_id), fields or {})
+                for _, stream in reply or []
+                for entry_id, fields in stream
+            ]
+            if not entries:
+                self.idle_reads += 1
+                self.idled.set()
+                continue
+            if self.bridge.role is not Role.ACTIVE:
+                return  # deposed while reading: the entries stay pending for the active bridge
+            if not await self.handle(client, entries):
+                return
+
+    async def handle(self, client: aioredis.Redis, entries: list[Entry]) -> bool:
+        """Validate, record, send and ACK entries in order; False if stopped first."""
+        bridge = self.bridge
+        received_at = time.time()
+        self.stats.read += len(entries)
+        bridge.stats.received += len(entries)
+        bridge.stats.last_message_at = received_at
+        batch: list[tuple[JobUpdate, str]] = []
+        ids: list[str] = []
+        for entry_id, fields in entries:
+            payload = fields.get(b"payload")
+            try:
+                if payload is None:
+                    raise InvalidJobUpdate(
+                        RejectReason.MISSING_PAYLOAD,
+                        f"expected a 'payload' field in entry {entry_id} of {self.stream!r}; "
+                        f"got fields {sorted(_text(name) for name in fields)}",
+                    )
+                update = parse_job_update(
+                    payload,
+                    statuses=bridge.options.statuses,
+                    max_bytes=bridge.options.max_payload_bytes,
+                )
+                batch.append((update, update.to_frame()))
+                ids.append(entry_id)
+            except InvalidJobUpdate as exc:
+                self.stats.rejected += 1
+                bridge.stats.rejected[exc.reason] += 1
+                await bridge.rejections.reject(exc, payload or b"", received_at, keep=True)
+        if batch:
+            if not await bridge.forwarder.forward(batch, received_at, ids):
+                return False
+            self.stats.forwarded += len(batch)
+            bridge.stats.forwarded += len(batch)
+            for update, _ in batch:
+                bridge.stats.forwarded_by_status[update.status] += 1
+        await self._ack(client, [entry_id for entry_id, _ in entries])
+        return True
+
+    async def _ack(self, client: aioredis.Redis, ids: list[str]) -> None:
+        await client.xack(self.stream, GROUP, *ids)
+        self.stats.acked += len(ids)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
