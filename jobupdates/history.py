@@ -33,15 +33,19 @@ PAGE_BYTES = 256 * 1024
 """About how many bytes of entries one page holds (from the sizes seen so far)."""
 
 # KEYS: stream, state key. ARGV: max entries, max age (ms, 0 = no limit),
-# state TTL (s), job id, frame, ingest entry ID ('' for none). Returns the new entry's ID.
+# state TTL (s), job id, frame, ingest entry ID ('' for none), payload digest
+# ('' for none). Returns the new entry's ID.
 _APPEND = """
-local id
+local fields = {'j', ARGV[4], 'f', ARGV[5]}
 if ARGV[6] ~= '' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-    'j', ARGV[4], 'f', ARGV[5], 'i', ARGV[6])
-else
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'j', ARGV[4], 'f', ARGV[5])
+  table.insert(fields, 'i')
+  table.insert(fields, ARGV[6])
 end
+if ARGV[7] and ARGV[7] ~= '' then
+  table.insert(fields, 'd')
+  table.insert(fields, ARGV[7])
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 local max_age = tonumber(ARGV[2])
 if max_age > 0 then
   local now = redis.call('TIME')
@@ -121,18 +125,24 @@ class History:
         )
 
     async def append_many(
-        self, updates: Sequence[tuple[str, str]], ingest_ids: Sequence[str] | None = None
+        self,
+        updates: Sequence[tuple[str, str]],
+        ingest_ids: Sequence[str] | None = None,
+        digests: Sequence[str] | None = None,
     ) -> list[str]:
         """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions.
 
         ``ingest_ids``, one per update, are the entry IDs in the durable ingest
         stream the updates came from; each is kept with its entry (field ``i``,
         never sent to clients) so that :meth:`ingested_since` can tell which
-        were recorded.
+        were recorded. ``digests``, one per update, identify the raw PUBLISHed
+        payloads (field ``d``, never sent to clients): a standby aligns its ring
+        with them on a takeover (:meth:`digest_tail`).
         """
         ids = ingest_ids if ingest_ids is not None else [""] * len(updates)
+        marks = digests if digests is not None else [""] * len(updates)
         async with self.client.pipeline(transaction=False) as pipe:
-            for (job_id, frame), ingest_id in zip(updates, ids, strict=True):
+            for (job_id, frame), ingest_id, mark in zip(updates, ids, marks, strict=True):
                 await self._append(
                     keys=[self.stream_key, self.state_prefix + job_id],
                     args=[
@@ -142,6 +152,7 @@ class History:
                         job_id,
                         frame,
                         ingest_id,
+                        mark,
                     ],
                     client=pipe,
                 )
@@ -165,6 +176,21 @@ class History:
             if len(entries) < page:
                 return found
             start = "(" + _text(entries[-1][0])
+
+    async def digest_tail(self, count: int) -> tuple[list[str], float | None]:
+        """Return the payload digests of the newest ``count`` entries, oldest first, and
+        when the newest of them was recorded (Unix time; None if none has one).
+
+        Entries without a digest (durable ingest's) are left out.
+        """
+        entries: list[Any] = list(
+            await self.client.xrevrange(self.stream_key, "+", "-", count=max(1, count)) or []
+        )
+        found = [(entry_id, fields[b"d"]) for entry_id, fields in entries if b"d" in fields]
+        if not found:
+            return [], None
+        newest_at = int(_text(found[0][0]).split("-")[0]) / 1000
+        return [_text(mark) for _, mark in reversed(found)], newest_at
 
     async def since(self, since: Position, *, count: int | None = None) -> Recovery:
         """Return the entries after ``since`` (at most ``count``), or why they cannot all

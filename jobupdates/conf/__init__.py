@@ -296,6 +296,17 @@ class Settings:
         return self._get("INGEST_STREAM_SIZE", 100_000, v.integer(1))
 
     @property
+    def STANDBY_BUFFER_SECONDS(self) -> float:
+        """How long every bridge keeps each valid update it received in its ring, so that
+        on a takeover it forwards what the old active bridge never recorded. Default: ``30``."""
+        return self._get("STANDBY_BUFFER_SECONDS", 30.0, v.real(0.0))
+
+    @property
+    def STANDBY_BUFFER_MESSAGES(self) -> int:
+        """How many updates that ring keeps at most (the newest). Default: ``10000``."""
+        return self._get("STANDBY_BUFFER_MESSAGES", 10_000, v.integer(1))
+
+    @property
     def DEAD_LETTER_KEY(self) -> str:
         """Redis list keeping the messages the bridge rejected, newest first.
         Default: ``botrix:jobs:dead-letters``."""

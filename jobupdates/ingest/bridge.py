@@ -13,7 +13,9 @@ letter (:mod:`jobupdates.ingest.rejections`).
 
 With a :class:`~jobupdates.ingest.leadership.Lease`, several bridges can run: one is
 active and forwards, the others stay subscribed as hot standbys and take
-over once the active one stops renewing its lease.
+over once the active one stops renewing its lease. Each keeps a ring of what it
+received, and on becoming active forwards, before anything newer, exactly what
+the old active bridge never recorded (:mod:`jobupdates.ingest.takeover`).
 
 With :attr:`BridgeOptions.ingest_stream`, the active bridge also reads the
 durable ingest stream (:mod:`jobupdates.ingest.durable`).
@@ -45,6 +47,7 @@ from jobupdates.ingest.forwarder import Forwarder, GroupSender
 from jobupdates.ingest.leadership import Election, Lease, Role
 from jobupdates.ingest.rejections import Rejections
 from jobupdates.ingest.stopping import back_off
+from jobupdates.ingest.takeover import Takeover
 from jobupdates.protocol import (
     DEFAULT_STATUSES,
     InvalidJobUpdate,
@@ -52,6 +55,7 @@ from jobupdates.protocol import (
     RejectReason,
     parse_job_update,
 )
+from jobupdates.protocol.alignment import digest
 from jobupdates.protocol.reports import BridgeState
 
 __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
@@ -75,6 +79,10 @@ class BridgeStats:
     skipped_as_standby: int = 0
     reconnects: int = 0
     last_message_at: float | None = None
+    recovered: int = 0
+    """Updates forwarded from the ring on a takeover (the old bridge never recorded them)."""
+    gaps: int = 0
+    """Takeovers whose ring could not cover what the old bridge may not have recorded."""
 
 
 FLAP_SECONDS = 1.0
@@ -96,6 +104,8 @@ class BridgeOptions:
     lease_interval: float = 1.0
     ingest_stream: str | None = None
     """The durable ingest stream the active bridge reads; None reads none."""
+    standby_buffer_seconds: float = 30.0
+    standby_buffer_messages: int = 10_000
 
 
 class Bridge:
@@ -136,6 +146,12 @@ class Bridge:
         consumer = lease.holder if lease else f"bridge-{uuid.uuid4().hex[:12]}"
         stream = options.ingest_stream
         self.durable = DurableIngest(self, stream=stream, consumer=consumer) if stream else None
+        self.takeover = Takeover(
+            self,
+            max_seconds=options.standby_buffer_seconds,
+            max_messages=options.standby_buffer_messages,
+        )
+        self._pumped = asyncio.Event()  # the lease is released only once nothing is in hand
 
     @property
     def role(self) -> Role:
@@ -155,7 +171,7 @@ class Bridge:
 
     async def run(self) -> None:
         """Subscribe and forward until :meth:`stop` is called; reconnect on any loss."""
-        electing = asyncio.create_task(self.election.run(self.stopping)) if self.election else None
+        electing = asyncio.create_task(self.election.run(self._pumped)) if self.election else None
         durable = asyncio.create_task(self.durable.run()) if self.durable else None
         try:
             await self._subscribe_forever()
@@ -163,6 +179,7 @@ class Bridge:
             self.stopping.set()
             if durable is not None:
                 await durable
+            self._pumped.set()
             if electing is not None:
                 await electing
             await self.rejections.aclose()
@@ -180,6 +197,7 @@ class Bridge:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.options.channel)
+                    self.takeover.subscribed(time.time())
                     await self._settle_role()
                     as_role = "the active bridge" if self.role is Role.ACTIVE else "a standby"
                     self._set_state(
@@ -208,12 +226,8 @@ class Bridge:
                 await client.aclose()
 
     async def _settle_role(self) -> None:
-        """Try to hold the lease now, rather than at the election's next interval.
-
-        Right after a reconnect the lease may be free (a restarted Redis lost it),
-        and a bridge that waited for its next interval would skip what arrives
-        meanwhile: the first bridge back takes the lease before it reads a message.
-        """
+        """Try to hold the lease now: after a reconnect it may be free (a restarted Redis
+        lost it), and the first bridge back takes it before it reads a message."""
         if self.election is not None and not self.stopping.is_set():
             await self.election.check()
 
@@ -226,15 +240,13 @@ class Bridge:
             payloads = await self._read_batch(pubsub)
             if payloads:
                 await self.handle_many(payloads)
+            elif self.takeover.pending and self.role is Role.ACTIVE:
+                await self.takeover.run()
 
     @staticmethod
     async def _read_batch(pubsub: aioredis.client.PubSub) -> list[bytes]:
-        """Wait for a message, then take those already received too, up to MAX_BATCH.
-
-        Under load, messages keep arriving while a batch is recorded and sent, so
-        the next batch is larger and each Redis round trip serves many messages.
-        (redis-py's parser resumes a read that a zero timeout interrupted.)
-        """
+        """Wait for a message, then take those already received too, up to MAX_BATCH
+        (under load, batches grow; redis-py resumes a read a zero timeout interrupted)."""
         message = await pubsub.get_message(timeout=POLL_SECONDS)
         payloads: list[bytes] = []
         while message is not None:
@@ -251,6 +263,7 @@ class Bridge:
         self.stats.received += len(payloads)
         self.stats.last_message_at = received_at
         batch: list[tuple[JobUpdate, str]] = []
+        digests: list[str] = []
         for payload in payloads:
             try:
                 update = parse_job_update(
@@ -259,6 +272,7 @@ class Bridge:
                     max_bytes=self.options.max_payload_bytes,
                 )
                 batch.append((update, update.to_frame()))
+                digests.append(digest(payload))
             except InvalidJobUpdate as exc:
                 self.stats.rejected[exc.reason] += 1
                 keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
@@ -268,10 +282,16 @@ class Bridge:
         if self.role is not Role.ACTIVE and self.election and self.election.holder_unknown:
             await self._settle_role()  # Redis is back and may have lost the lease: take it now
         if self.role is not Role.ACTIVE:
+            self.takeover.buffer(batch, digests, received_at)
             self.stats.skipped_as_standby += len(batch)
             logger.debug("standby: leaving %d update(s) to the active bridge", len(batch))
             return len(batch)
-        if await self.forwarder.forward(batch, received_at):
+        if self.takeover.pending:  # just became active: align first, then these in order
+            self.takeover.buffer(batch, digests, received_at)
+            await self.takeover.run()
+            return len(batch)
+        if await self.forwarder.forward(batch, received_at, digests=digests):
+            self.takeover.recorded(digests, received_at)
             self.stats.forwarded += len(batch)
             for update, _ in batch:
                 self.stats.forwarded_by_status[update.status] += 1

@@ -25,7 +25,7 @@ from jobupdates.protocol.events import JobUpdateEvent
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import with_position
 
-__all__ = ["Forwarder", "GroupSender"]
+__all__ = ["Forwarder", "GroupSender", "Stopped"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +37,7 @@ class GroupSender(Protocol):
     async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """The bridge stopped while retrying; the argument says what was being retried."""
 
 
@@ -71,10 +71,12 @@ class Forwarder:
         batch: list[tuple[JobUpdate, str]],
         received_at: float,
         ingest_ids: list[str] | None = None,
+        digests: list[str] | None = None,
     ) -> bool:
         """Record and send ``(update, frame)`` pairs in order; False if stopped first (logged).
 
-        ``ingest_ids`` (durable ingest) are recorded with the history entries.
+        ``ingest_ids`` (durable ingest) and ``digests`` (of the PUBLISHed payloads)
+        are recorded with the history entries.
         """
         history = self.history
         positions: list[str | None] = [None] * len(batch)
@@ -82,7 +84,9 @@ class Forwarder:
             if history is not None:
                 items = [(update.job_id, frame) for update, frame in batch]
                 positions = list(
-                    await self._retry("record", lambda: history.append_many(items, ingest_ids))
+                    await self.retry(
+                        "record", lambda: history.append_many(items, ingest_ids, digests)
+                    )
                 )
             events = [
                 JobUpdateEvent(
@@ -94,7 +98,7 @@ class Forwarder:
                 for (update, frame), position in zip(batch, positions, strict=True)
             ]
             await self._send(events)
-        except _Stopped as stopped:
+        except Stopped as stopped:
             jobs = ", ".join(loggable(update.job_id, 60) for update, _ in batch[:10])
             logger.error(
                 "stopping with %d update(s) not forwarded (jobs %s; %s failed)",
@@ -108,22 +112,22 @@ class Forwarder:
     async def _send(self, events: list[dict[str, Any]]) -> None:
         send_many = getattr(self.layer, "group_send_many", None)
         if send_many is not None:
-            await self._retry("group_send", lambda: send_many(self.group, events))
+            await self.retry("group_send", lambda: send_many(self.group, events))
             return
         for event in events:
-            await self._retry(
+            await self.retry(
                 "group_send", functools.partial(self.layer.group_send, self.group, event)
             )
 
-    async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt`` until it succeeds; raise :class:`_Stopped` if the bridge stops first."""
+    async def retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds; raise :class:`Stopped` if the bridge stops first."""
         delays = self.delays()
         while True:
             try:
                 return await attempt()
             except (RedisError, OSError) as exc:
                 if self.stopping.is_set():
-                    raise _Stopped(what) from exc
+                    raise Stopped(what) from exc
                 delay = next(delays)
                 logger.warning(
                     "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay

@@ -1,9 +1,11 @@
 """One active bridge at a time: a lease in Redis, renewed by its holder.
 
 Every bridge runs an :class:`Election`, which calls :meth:`Lease.hold` a few
-times per lease period. The holder renews its lease; a standby takes the key
-once the holder stops renewing it (a crash, kill -9, a partition) and the
-lease expires. :meth:`Lease.release` hands over at once on a graceful stop.
+times per lease period (a standby every :data:`STANDBY_CHECK_SECONDS`). The
+holder renews its lease; a standby takes the key once the holder stops
+renewing it (a crash, kill -9, a partition) and the lease expires.
+:meth:`Lease.release` hands over on a graceful stop: the standby takes the
+lease within :data:`STANDBY_CHECK_SECONDS`.
 
 A restarted Redis has lost the lease key, and every bridge's last attempt
 failed, so none knows who is active. :meth:`Election.check` settles it at
@@ -29,6 +31,8 @@ __all__ = ["Election", "Lease", "Role"]
 
 logger = logging.getLogger(__name__)
 
+STANDBY_CHECK_SECONDS = 0.25
+"""How often a standby tries to take the lease (the holder renews every interval)."""
 HOLD_ATTEMPTS = 2
 """Tries of one :meth:`Election.check` on a refused or closed connection: after a
 Redis restart, the first command on each pooled connection fails, the next reconnects."""
@@ -148,7 +152,11 @@ class Election:
         try:
             while not stopping.is_set():
                 await self.check()
-                await pause(stopping, self.interval)
+                standby = self.role is Role.STANDBY
+                await pause(
+                    stopping,
+                    min(self.interval, STANDBY_CHECK_SECONDS) if standby else self.interval,
+                )
         finally:
             async with self._lock:
                 self._closed = True

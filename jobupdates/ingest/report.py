@@ -130,6 +130,8 @@ class BridgeStatsPublisher:
             reconnects=stats.reconnects,
             last_message_at=last,
             lag_seconds=max(0.0, now - last) if in_hand and last is not None else 0.0,
+            recovered=int(getattr(stats, "recovered", 0)),
+            gaps=int(getattr(stats, "gaps", 0)),
         )
 
     async def publish(

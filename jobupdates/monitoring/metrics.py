@@ -112,6 +112,17 @@ class BridgeCollector(Collector):
             "Times the bridge lost Redis and reconnected.",
             labels=["bridge"],
         )
+        recovered = CounterMetricFamily(
+            "jobupdates_bridge_recovered",
+            "Updates the bridge forwarded from its standby ring on a takeover.",
+            labels=["bridge"],
+        )
+        gaps = CounterMetricFamily(
+            "jobupdates_bridge_gaps",
+            "Takeovers whose standby ring could not cover what the old bridge may not have"
+            " recorded (updates may be lost).",
+            labels=["bridge"],
+        )
         up = GaugeMetricFamily(
             "jobupdates_bridge_subscribed", "1 while the bridge is subscribed.", labels=["bridge"]
         )
@@ -124,8 +135,10 @@ class BridgeCollector(Collector):
             for reason, count in sorted(report.rejected.items()):
                 rejected.add_metric([bridge, reason], float(count))
             reconnects.add_metric([bridge], float(report.reconnects))
+            recovered.add_metric([bridge], float(report.recovered))
+            gaps.add_metric([bridge], float(report.gaps))
             up.add_metric([bridge], 1.0 if report.subscribed else 0.0)
-        yield from (received, forwarded, rejected, reconnects, up)
+        yield from (received, forwarded, rejected, reconnects, recovered, gaps, up)
 
 
 def _prune_dead_processes(path: str) -> None:

@@ -60,6 +60,8 @@ def _bridge(reports: list[BridgeReport], now: float) -> dict[str, Any]:
         "seconds_since_last_message": round(now - last, 3) if last else None,
         "lag_seconds": max((r.lag_seconds for r in reports), default=None),
         "reconnects": sum(r.reconnects for r in reports),
+        "recovered": sum(r.recovered for r in reports),
+        "gaps": sum(r.gaps for r in reports),
         "uptime_seconds": round(now - started, 3) if started is not None else None,
         "bridges": [
             {
@@ -67,6 +69,8 @@ def _bridge(reports: list[BridgeReport], now: float) -> dict[str, Any]:
                 "state": r.state,
                 "role": r.role,
                 "takeovers": r.takeovers,
+                "recovered": r.recovered,
+                "gaps": r.gaps,
                 "started_at": r.started_at,
                 "reported_at": r.reported_at,
             }

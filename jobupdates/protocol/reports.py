@@ -62,6 +62,8 @@ class BridgeReport:
         reconnects: Times it lost Redis and reconnected.
         last_message_at: When it last received a message (Unix time), if ever.
         lag_seconds: How long the update in hand has waited; 0 if none.
+        recovered: Updates it forwarded from its ring on a takeover.
+        gaps: Takeovers whose ring could not cover what the old bridge may not have recorded.
     """
 
     bridge: str
@@ -78,6 +80,8 @@ class BridgeReport:
     reconnects: int = 0
     last_message_at: float | None = None
     lag_seconds: float = 0.0
+    recovered: int = 0
+    gaps: int = 0
 
     @property
     def subscribed(self) -> bool:
@@ -127,6 +131,8 @@ class BridgeReport:
             reconnects=get.count("reconnects"),
             last_message_at=get.optional_number("last_message_at"),
             lag_seconds=get.number("lag_seconds", 0.0),
+            recovered=get.count("recovered"),
+            gaps=get.count("gaps"),
         )
 
 

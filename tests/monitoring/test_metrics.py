@@ -24,6 +24,8 @@ def test_bridge_series_come_from_the_reports():
         forwarded_by_status={"completed": 2, "failed": 1},
         rejected={"invalid_json": 2},
         reconnects=1,
+        recovered=4,
+        gaps=1,
     )
     older = BridgeReport.from_json('{"bridge":"b","state":"backing_off","reported_at":1}')
     registry = collected([active, older])
@@ -38,3 +40,6 @@ def test_bridge_series_come_from_the_reports():
     assert sample("jobupdates_bridge_forwarded_total", bridge="b", status="") == 0.0
     assert sample("jobupdates_bridge_rejected_total", bridge="a", reason="invalid_json") == 2.0
     assert sample("jobupdates_bridge_redis_reconnects_total", bridge="b") == 0.0
+    assert sample("jobupdates_bridge_recovered_total", bridge="a") == 4.0
+    assert sample("jobupdates_bridge_gaps_total", bridge="a") == 1.0
+    assert sample("jobupdates_bridge_gaps_total", bridge="b") == 0.0, "an older report: 0"

@@ -156,12 +156,15 @@ def test_stats_document_sums_instances_and_bridges():
     assert document["bridge"]["connected"] is True
     assert document["bridge"]["seconds_since_last_message"] == 5.0
     assert document["uptime_seconds"] == 200.0
+    assert (document["bridge"]["recovered"], document["bridge"]["gaps"]) == (0, 0)
     assert document["bridge"]["bridges"] == [
         {
             "bridge": "br",
             "state": "subscribed",
             "role": "active",
             "takeovers": 0,
+            "recovered": 0,
+            "gaps": 0,
             "started_at": 150.0,
             "reported_at": 299.0,
         }

@@ -57,6 +57,8 @@ class Command(BaseCommand):
                 max_payload_bytes=conf.MAX_PAYLOAD_BYTES,
                 lease_interval=conf.BRIDGE_LEASE_TTL / 3,
                 ingest_stream=conf.INGEST_STREAM,
+                standby_buffer_seconds=conf.STANDBY_BUFFER_SECONDS,
+                standby_buffer_messages=conf.STANDBY_BUFFER_MESSAGES,
             ),
             layer=layer,
             delays=functools.partial(backoff, conf.RECONNECT_INITIAL, conf.RECONNECT_MAX),

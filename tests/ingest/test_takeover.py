@@ -1,0 +1,181 @@
+"""A standby's ring meets the history on a takeover: a real redis-server, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from channels.layers import InMemoryChannelLayer
+
+from jobupdates.history import History
+from jobupdates.ingest.backoff import backoff
+from jobupdates.ingest.bridge import Bridge, BridgeOptions
+from jobupdates.ingest.leadership import Lease, Role
+from jobupdates.protocol import parse_job_update
+from jobupdates.protocol.alignment import digest
+
+CHANNEL = "botrix:jobs:updates"
+HISTORY = "botrix:jobs:history"
+LEASE = "botrix:jobs:bridge:active"
+LAYER_GROUP = "jobupdates.all"
+
+
+def payload(job_id: str, n: int) -> bytes:
+    return json.dumps({"job_id": job_id, "status": "processing", "data": {"n": n}}).encode()
+
+
+@pytest.fixture
+def sync(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def client(redis_server):
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+def make_history(client: aioredis.Redis) -> History:
+    return History(
+        client,
+        stream_key=HISTORY,
+        state_prefix="botrix:jobs:state:",
+        max_entries=10_000,
+        max_age_seconds=0,
+        state_ttl_seconds=60,
+    )
+
+
+@pytest.fixture
+async def member():
+    layer = InMemoryChannelLayer(capacity=10_000)
+    channel = await layer.new_channel()
+    await layer.group_add(LAYER_GROUP, channel)
+    return layer, channel
+
+
+async def standby(url: str, client: aioredis.Redis, layer, sync: redis.Redis, **options) -> Bridge:
+    """A bridge whose lease another bridge ("old") holds."""
+    sync.set(LEASE, "old", px=60_000)
+    bridge = Bridge(
+        BridgeOptions(redis_url=url, channel=CHANNEL, group=LAYER_GROUP, **options),
+        layer=layer,
+        delays=functools.partial(backoff, 0.05, 0.2),
+        history=make_history(client),
+        lease=Lease(client, LEASE, "new", ttl_seconds=60),
+    )
+    assert bridge.election is not None
+    assert await bridge.election.check() is Role.STANDBY
+    bridge.takeover.subscribed(0.0)
+    return bridge
+
+
+async def old_bridge_records(client: aioredis.Redis, payloads: list[bytes]) -> None:
+    """What the old active bridge recorded before it died."""
+    updates = [parse_job_update(p) for p in payloads]
+    await make_history(client).append_many(
+        [(u.job_id, u.to_frame()) for u in updates], digests=[digest(p) for p in payloads]
+    )
+
+
+async def take_over(bridge: Bridge, sync: redis.Redis) -> None:
+    sync.delete(LEASE)  # the old bridge's lease expired
+    assert bridge.election is not None
+    assert await bridge.election.check() is Role.ACTIVE
+
+
+def recorded(sync: redis.Redis) -> list[tuple[str, int]]:
+    rows = []
+    for _, fields in sync.xrange(HISTORY):
+        frame = json.loads(fields[b"f"])
+        assert set(frame) == {"type", "job_id", "status", "data"}, "expected the frame unchanged"
+        rows.append((frame["job_id"], frame["data"]["n"]))
+    return rows
+
+
+async def sent(layer, channel, count: int) -> list[tuple[str, int]]:
+    found = []
+    for _ in range(count):
+        frame = json.loads((await asyncio.wait_for(layer.receive(channel), 5))["text"])
+        found.append((frame["job_id"], frame["data"]["n"]))
+    return found
+
+
+@pytest.mark.parametrize("recorded_before", [0, 1, 7, 10])
+async def test_exactly_the_unrecorded_suffix_is_forwarded_once_then_what_came_after(
+    redis_server, client, sync, member, recorded_before
+):
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    earlier = [payload("earlier", n) for n in range(3)]
+    await bridge.handle_many(earlier)  # what both bridges received and the old one recorded
+    await old_bridge_records(client, earlier)
+    # the same payload ten times: the alignment counts on the sequence, not a set
+    gap = [payload("same", 0)] * 10
+    assert await bridge.handle_many(gap) == 10
+    await old_bridge_records(client, gap[:recorded_before])
+    await take_over(bridge, sync)
+    await bridge.handle_many([payload("after", 0), payload("after", 1)])
+    left = 10 - recorded_before
+    expected = (
+        [("earlier", n) for n in range(3)] + [("same", 0)] * 10 + [("after", 0), ("after", 1)]
+    )
+    assert recorded(sync) == expected
+    assert await sent(layer, channel, left + 2) == [("same", 0)] * left + [
+        ("after", 0),
+        ("after", 1),
+    ]
+    assert channel not in layer.channels, "expected nothing more sent"
+    assert (bridge.stats.recovered, bridge.stats.gaps) == (left + 2, 0)  # with "after"
+
+
+async def test_an_idle_takeover_forwards_the_ring_without_waiting_for_a_new_message(
+    redis_server, client, sync, member
+):
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    await bridge.handle_many([payload("gap", n) for n in range(5)])
+    await old_bridge_records(client, [payload("gap", n) for n in range(2)])
+    await take_over(bridge, sync)
+    assert bridge.takeover.pending
+    assert await bridge.takeover.run()
+    assert await sent(layer, channel, 3) == [("gap", n) for n in range(2, 5)]
+    assert not bridge.takeover.pending
+    assert recorded(sync) == [("gap", n) for n in range(5)]
+
+
+async def test_a_ring_shorter_than_the_gap_reports_it(redis_server, client, sync, member, caplog):
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync, standby_buffer_messages=3)
+    await bridge.handle_many([payload("gap", n) for n in range(6)])  # the ring keeps 3..5
+    await old_bridge_records(client, [payload("gap", 0)])  # 1 and 2 are lost
+    await take_over(bridge, sync)
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
+        assert await bridge.takeover.run()
+    assert await sent(layer, channel, 3) == [("gap", n) for n in range(3, 6)]
+    assert bridge.stats.gaps == 1
+    assert any("may be lost" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_an_active_bridge_records_each_payloads_digest(redis_server, client, sync, member):
+    layer, _ = member
+    bridge = Bridge(
+        BridgeOptions(redis_url=redis_server.url, channel=CHANNEL, group=LAYER_GROUP),
+        layer=layer,
+        delays=functools.partial(backoff, 0.05, 0.2),
+        history=make_history(client),
+    )
+    body = payload("job", 1)
+    await bridge.handle_many([body])
+    [(_, fields)] = sync.xrange(HISTORY)
+    assert fields[b"d"].decode() == digest(body)
+    assert [entry.digest for entry in bridge.takeover.ring] == [digest(body)]
+    assert not bridge.takeover.pending
