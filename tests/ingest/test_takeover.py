@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 
 import pytest
 import redis
@@ -179,3 +180,20 @@ async def test_an_active_bridge_records_each_payloads_digest(redis_server, clien
     assert fields[b"d"].decode() == digest(body)
     assert [entry.digest for entry in bridge.takeover.ring] == [digest(body)]
     assert not bridge.takeover.pending
+
+
+async def test_a_standby_that_resubscribed_after_the_newest_entry_reports_the_gap(
+    redis_server, client, sync, member, caplog
+):
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    await bridge.handle_many([payload("seen", 0)])
+    await old_bridge_records(client, [payload("seen", 0), payload("missed", 0)])
+    bridge.takeover.subscribed(time.time() + 1)  # it lost Redis and re-subscribed since
+    await bridge.handle_many([payload("after", 0)])
+    await take_over(bridge, sync)
+    with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
+        assert await bridge.takeover.run()
+    assert await sent(layer, channel, 1) == [("after", 0)]
+    assert bridge.stats.gaps == 1
+    assert any("may be lost" in r.getMessage() for r in caplog.records), caplog.text
