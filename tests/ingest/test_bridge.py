@@ -50,14 +50,6 @@ def make_bridge(url: str, layer, history=None, lease=None, **kwargs) -> Bridge:
     )
 
 
-@pytest.fixture
-async def member():
-    layer = InMemoryChannelLayer()
-    channel = await layer.new_channel()
-    await layer.group_add(GROUP, channel)
-    return layer, channel
-
-
 async def receive(layer, channel, timeout=2.0):
     return await asyncio.wait_for(layer.receive(channel), timeout)
 

@@ -9,7 +9,6 @@ import json
 import pytest
 import redis
 import redis.asyncio as aioredis
-from channels.layers import InMemoryChannelLayer
 
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
@@ -28,13 +27,6 @@ def payload(job_id: str, n: int) -> str:
 
 
 @pytest.fixture
-def sync(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 async def history(redis_server):
     client = aioredis.Redis.from_url(redis_server.url)
     yield History(
@@ -46,14 +38,6 @@ async def history(redis_server):
         state_ttl_seconds=60,
     )
     await client.aclose()
-
-
-@pytest.fixture
-async def member():
-    layer = InMemoryChannelLayer()
-    channel = await layer.new_channel()
-    await layer.group_add(LAYER_GROUP, channel)
-    return layer, channel
 
 
 def make_bridge(url: str, layer, history: History, *, block_seconds: float | None = None):

@@ -11,7 +11,6 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
-from channels.layers import InMemoryChannelLayer
 
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
@@ -31,13 +30,6 @@ def payload(job_id: str, n: int) -> bytes:
 
 
 @pytest.fixture
-def sync(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 async def client(redis_server):
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
@@ -53,14 +45,6 @@ def make_history(client: aioredis.Redis) -> History:
         max_age_seconds=0,
         state_ttl_seconds=60,
     )
-
-
-@pytest.fixture
-async def member():
-    layer = InMemoryChannelLayer(capacity=10_000)
-    channel = await layer.new_channel()
-    await layer.group_add(LAYER_GROUP, channel)
-    return layer, channel
 
 
 async def standby(url: str, client: aioredis.Redis, layer, sync: redis.Redis, **options) -> Bridge:
