@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from harness.clients import recv_json, welcomed, ws_connect
 from harness.processes import start_bridge
+from harness.updates import job_update
 from tests.support.outages import restart_redis
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +46,8 @@ class Worker:
     async def run(self) -> None:
         started = time.monotonic()
         while not self.stopping.is_set():
-            update = {"job_id": "durable", "status": "processing", "data": {"n": self.added}}
-            await self.client.xadd(STREAM, {"payload": json.dumps(update)})
+            update = job_update("durable", "processing", {"n": self.added})
+            await self.client.xadd(STREAM, {"payload": update})
             async with self.changed:
                 self.added += 1
                 self.changed.notify_all()
@@ -152,9 +153,9 @@ class RestartWorker:
         started = time.monotonic()
         while not self.stopping.is_set():
             n = self.attempts
-            update = {"job_id": "durable", "status": "processing", "data": {"n": n}}
+            update = job_update("durable", "processing", {"n": n})
             try:
-                added = await self.client.xadd(STREAM, {"payload": json.dumps(update)})
+                added = await self.client.xadd(STREAM, {"payload": update})
             except (RedisError, OSError):
                 added = None
             async with self.changed:

@@ -6,12 +6,28 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from channels.layers import InMemoryChannelLayer
 
 from botrix_site.redis_server import RedisServer
+from jobupdates.history import History
 
 GROUP = "jobupdates.all"
 """The all-jobs group the bridge sends to (JOBUPDATES_GROUP's default)."""
+HISTORY = "botrix:jobs:history"
+"""The history stream's key (JOBUPDATES_HISTORY_KEY's default)."""
+
+
+def make_history(client: aioredis.Redis) -> History:
+    """The history the bridge's tests record into: large, untrimmed by age."""
+    return History(
+        client,
+        stream_key=HISTORY,
+        state_prefix="botrix:jobs:state:",
+        max_entries=10_000,
+        max_age_seconds=0,
+        state_ttl_seconds=60,
+    )
 
 
 @pytest.fixture

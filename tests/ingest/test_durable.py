@@ -15,10 +15,10 @@ from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
 from jobupdates.ingest.durable import GROUP, DurableIngest
 from jobupdates.protocol import JobUpdate, RejectReason
+from tests.ingest.conftest import HISTORY, make_history
 
 CHANNEL = "botrix:jobs:updates"
 STREAM = "botrix:jobs:ingest"
-HISTORY = "botrix:jobs:history"
 LAYER_GROUP = "jobupdates.all"
 
 
@@ -29,14 +29,7 @@ def payload(job_id: str, n: int) -> str:
 @pytest.fixture
 async def history(redis_server):
     client = aioredis.Redis.from_url(redis_server.url)
-    yield History(
-        client,
-        stream_key=HISTORY,
-        state_prefix="botrix:jobs:state:",
-        max_entries=10_000,
-        max_age_seconds=0,
-        state_ttl_seconds=60,
-    )
+    yield make_history(client)
     await client.aclose()
 
 

@@ -12,15 +12,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
 from jobupdates.ingest.leadership import Lease, Role
 from jobupdates.protocol import parse_job_update
 from jobupdates.protocol.alignment import digest
+from tests.ingest.conftest import HISTORY, make_history
 
 CHANNEL = "botrix:jobs:updates"
-HISTORY = "botrix:jobs:history"
 LEASE = "botrix:jobs:bridge:active"
 LAYER_GROUP = "jobupdates.all"
 
@@ -34,17 +33,6 @@ async def client(redis_server):
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
-
-
-def make_history(client: aioredis.Redis) -> History:
-    return History(
-        client,
-        stream_key=HISTORY,
-        state_prefix="botrix:jobs:state:",
-        max_entries=10_000,
-        max_age_seconds=0,
-        state_ttl_seconds=60,
-    )
 
 
 async def standby(url: str, client: aioredis.Redis, layer, sync: redis.Redis, **options) -> Bridge:
