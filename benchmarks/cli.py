@@ -88,6 +88,9 @@ def run_target(
     try:
         if name == "project" and "ingest" in args.phases:
             run["ingest"] = phases.ingest(stack, args.ingest_messages, pad, args.quiet_wait)
+            run["ingest_durable"] = phases.ingest(
+                stack, args.ingest_messages, pad, args.quiet_wait, durable=True
+            )
         if {"idle", "throughput", "latency"} & set(args.phases):
             phases.warm_up(stack, pad)
             pool = GeneratorPool(args.connections, {args.generator_core})

@@ -22,7 +22,7 @@ from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.sysstats import MachineCpu, cpu_seconds, listen_overflows, machine_cpu, rss_bytes
 from benchmarks.targets import Stack
 from harness.clients import recv_json, welcomed, ws_connect
-from harness.updates import CHANNEL, job_update
+from harness.updates import CHANNEL, STREAM, job_update
 
 logger = logging.getLogger(__name__)
 
@@ -211,12 +211,16 @@ def _percentiles(values: list[int]) -> dict[str, float | None]:
     }
 
 
-def ingest(stack: Stack, messages: int, pad: str, quiet_wait: float) -> dict[str, Any]:
+def ingest(
+    stack: Stack, messages: int, pad: str, quiet_wait: float, *, durable: bool = False
+) -> dict[str, Any]:
     """Publish ``messages`` as fast as possible with no client; measure what the bridge forwards.
 
-    The forward rate is counted on the group's Redis channel (layers that PUBLISH
-    per group, as the pub/sub layer does); the bridge's CPU per message gives the
-    rate it could sustain on one core whichever layer it uses.
+    With ``durable``, XADD them to the ingest stream instead (durable ingest:
+    the bridge reads, records, sends and ACKs). The forward rate is counted on
+    the group's Redis channel (layers that PUBLISH per group, as the pub/sub
+    layer does); the bridge's CPU per message gives the rate it could sustain
+    on one core whichever layer it uses.
     """
     counter = _GroupCounter(stack.redis.url)
     client = redis.Redis.from_url(stack.redis.url)
@@ -227,7 +231,11 @@ def ingest(stack: Stack, messages: int, pad: str, quiet_wait: float) -> dict[str
             pipe = client.pipeline(transaction=False)
             for seq in range(start, min(messages, start + 1000)):
                 data = {"seq": seq, "t": time.monotonic(), "pad": pad}
-                pipe.publish(CHANNEL, job_update(f"i-{seq}", "queued", data))
+                update = job_update(f"i-{seq}", "queued", data)
+                if durable:
+                    pipe.xadd(STREAM, {"payload": update})
+                else:
+                    pipe.publish(CHANNEL, update)
             pipe.execute()
         published = time.monotonic()
         counter.wait(messages, idle=DRAIN_IDLE_SECONDS)

@@ -38,6 +38,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "all_delivered_p99_us": ("latency", "all_delivered_latency_us", "p99"),
     "ingest_forwarded_per_second": ("ingest", "forwarded_per_second"),
     "ingest_bridge_cpu_bound_per_second": ("ingest", "bridge_cpu_bound_per_second"),
+    "ingest_xadd_forwarded_per_second": ("ingest_durable", "forwarded_per_second"),
+    "ingest_xadd_bridge_cpu_bound_per_second": ("ingest_durable", "bridge_cpu_bound_per_second"),
     "registry_share": ("profile", "shares", "registry"),
     "metrics_share": ("profile", "shares", "metrics"),
 }
@@ -153,6 +155,13 @@ def table(results: dict[str, Any]) -> str:
         ("lost / expected deliveries", "lost", 0, False),
         ("bridge ingest msg/s (seen)", "ingest_forwarded_per_second", 0, False),
         ("bridge ingest msg/s (CPU bound)", "ingest_bridge_cpu_bound_per_second", 0, False),
+        ("bridge XADD ingest msg/s (seen)", "ingest_xadd_forwarded_per_second", 0, False),
+        (
+            "bridge XADD ingest msg/s (CPU bound)",
+            "ingest_xadd_bridge_cpu_bound_per_second",
+            0,
+            False,
+        ),
         ("registry's share of server CPU samples %", "registry_share", 2, False),
         ("prometheus-client's share of server CPU samples %", "metrics_share", 2, False),
     ]

@@ -7,6 +7,8 @@ from typing import Any
 
 CHANNEL = "botrix:jobs:updates"
 """The Redis channel workers PUBLISH on (``JOBUPDATES_CHANNEL``'s default)."""
+STREAM = "botrix:jobs:ingest"
+"""The stream workers XADD to for durable ingest (``JOBUPDATES_INGEST_STREAM``'s default)."""
 
 
 def job_update(job_id: str, status: str = "processing", data: Any = None) -> str:

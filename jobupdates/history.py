@@ -192,23 +192,25 @@ class History:
         newest_at = int(_text(found[0][0]).split("-")[0]) / 1000
         return [_text(mark) for _, mark in reversed(found)], newest_at
 
-    async def since(self, since: Position, *, count: int | None = None) -> Recovery:
+    async def since(self, since: Position | None, *, count: int | None = None) -> Recovery:
         """Return the entries after ``since`` (at most ``count``), or why they cannot all
-        be replayed. One round trip."""
+        be replayed; with ``since`` None, the entries from the oldest one held on
+        (never a reset: nothing is claimed about what came before). One round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.xrange(self.stream_key, "-", "+", count=1)
             pipe.xrevrange(self.stream_key, "+", "-", count=1)
-            pipe.xrange(self.stream_key, f"({since}", "+", count=count)
+            pipe.xrange(self.stream_key, "-" if since is None else f"({since}", "+", count=count)
             oldest, newest, after = await pipe.execute()
         first = _first_id(oldest)
-        reset = plan_recovery(since, first, _first_id(newest))
+        reset = None if since is None else plan_recovery(since, first, _first_id(newest))
         if reset is not None:
             return Recovery(reset, oldest=first)
         entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)
         return Recovery(None, entries, oldest=first)
 
-    async def pages(self, since: Position) -> AsyncGenerator[Recovery, None]:
-        """Yield the entries after ``since`` a page at a time, oldest first.
+    async def pages(self, since: Position | None) -> AsyncGenerator[Recovery, None]:
+        """Yield the entries after ``since`` (None: from the oldest held) a page at a
+        time, oldest first.
 
         Each page is checked as :meth:`since` checks the first: if the history
         was trimmed past the last entry read (or lost), the last page yielded

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from jobupdates.delivery.layers import SINK_FAILED_EVENT, JobUpdatesChannelLayer
 from jobupdates.protocol import JOB_UPDATE_EVENT
+from tests.support.channel_layer import Recorder
 
 GROUP = "jobupdates.all"
 
@@ -24,27 +25,6 @@ async def layer(redis_server):
 
 def update(seq: int) -> dict:
     return {"type": JOB_UPDATE_EVENT, "text": json.dumps({"seq": seq})}
-
-
-class Recorder:
-    """A sink that records the text of every websocket.send it gets."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.arrived = asyncio.Event()
-
-    async def __call__(self, message: dict) -> None:
-        assert message["type"] == "websocket.send"
-        self.texts.append(message["text"])
-        self.arrived.set()
-
-    async def wait_for(self, count: int) -> None:
-        while len(self.texts) < count:
-            self.arrived.clear()
-            await asyncio.wait_for(self.arrived.wait(), 5)
-
-    def seqs(self) -> list[int]:
-        return [json.loads(t)["seq"] for t in self.texts]
 
 
 def errors(reason: str) -> float:
@@ -300,46 +280,3 @@ async def test_group_send_many_delivers_every_message_in_order(layer):
     assert sink.seqs() == list(range(50))
     received = [await asyncio.wait_for(layer.receive(plain_sink_less), 5) for _ in range(50)]
     assert received == [update(seq) for seq in range(50)]
-
-
-async def test_updates_published_while_the_subscription_was_down_are_replayed(
-    redis_server, settings
-):
-    """Redis stays up but drops this process's pub/sub connection (CLIENT KILL)."""
-    import redis.asyncio as aioredis
-
-    from jobupdates.delivery.feed import Feed
-    from jobupdates.history import History
-    from jobupdates.protocol import JobUpdate
-    from jobupdates.protocol.positions import with_position
-
-    settings.JOBUPDATES_REDIS_URL = redis_server.url
-    layer = JobUpdatesChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": 30}])
-    client = aioredis.Redis.from_url(redis_server.url)
-    history = History.from_conf(client)
-    socket = Recorder()
-    feed = Feed(socket)
-    await feed.go_live()
-    channel = await layer.new_channel()
-    layer.attach(channel, feed)
-    await layer.group_add(GROUP, channel)
-
-    async def publish(seq: int) -> None:
-        frame = JobUpdate("j", "queued", {"seq": seq}).to_frame()
-        [position] = await history.append_many([("j", frame)])
-        text = with_position(frame, position)
-        event = {"type": JOB_UPDATE_EVENT, "text": text, "job_id": "j", "position": position}
-        await layer.group_send(GROUP, event)
-
-    await publish(0)
-    await socket.wait_for(1)
-    assert await client.client_kill_filter(_type="pubsub") == 1
-    for seq in range(1, 4):  # the layer waits a second before it re-subscribes
-        await publish(seq)
-    await socket.wait_for(4)
-    for seq in range(4, 6):
-        await publish(seq)
-    await socket.wait_for(6)
-    assert [json.loads(t)["data"]["seq"] for t in socket.texts] == list(range(6))
-    await layer.flush()
-    await client.aclose()

@@ -15,13 +15,13 @@ from channels.layers import InMemoryChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from botrix_site.redis_server import RedisServer, free_port
+from harness.updates import CHANNEL
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions, BridgeState
 from jobupdates.ingest.leadership import Role
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdateEvent, RejectReason
 
 GROUP = "jobupdates.all"
-CHANNEL = "botrix:jobs:updates"
 VALID = {"job_id": "j-1", "status": "completed", "data": {"k": "v"}}
 
 

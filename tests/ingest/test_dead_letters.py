@@ -20,6 +20,7 @@ from channels.layers import InMemoryChannelLayer
 from django.contrib.auth.models import User
 
 from botrix_site.redis_server import free_port
+from harness.updates import CHANNEL
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions, BridgeState
 from jobupdates.ingest.dead_letters import DeadLetterWriter, read_dead_letters
@@ -34,7 +35,6 @@ from jobupdates.protocol.dead_letters import (
 )
 
 KEY = "botrix:jobs:dead-letters"
-CHANNEL = "botrix:jobs:updates"
 GROUP = "jobupdates.all"
 VALID = {"job_id": "j-1", "status": "completed", "data": None}
 

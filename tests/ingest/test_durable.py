@@ -10,6 +10,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from harness.updates import CHANNEL, STREAM
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
@@ -17,8 +18,6 @@ from jobupdates.ingest.durable import GROUP, DurableIngest
 from jobupdates.protocol import JobUpdate, RejectReason
 from tests.ingest.conftest import HISTORY, make_history
 
-CHANNEL = "botrix:jobs:updates"
-STREAM = "botrix:jobs:ingest"
 LAYER_GROUP = "jobupdates.all"
 
 

@@ -11,9 +11,9 @@ import pytest
 import redis
 from django.core.management import call_command
 
+from harness.updates import STREAM
 from jobupdates.ingest.publish import PublishError, publish_job_update
 
-STREAM = "botrix:jobs:ingest"
 EXPECTED = b'{"job_id":"j-1","status":"completed","data":{"rows":10}}'
 
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from harness.updates import CHANNEL
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
 from jobupdates.ingest.leadership import Lease, Role
@@ -19,7 +20,6 @@ from jobupdates.protocol import parse_job_update
 from jobupdates.protocol.alignment import digest
 from tests.ingest.conftest import HISTORY, make_history
 
-CHANNEL = "botrix:jobs:updates"
 LEASE = "botrix:jobs:bridge:active"
 LAYER_GROUP = "jobupdates.all"
 

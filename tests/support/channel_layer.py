@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import redis
@@ -35,3 +37,24 @@ def wait_for_daphne_subscribed(url: str, timeout: float = 10.0) -> None:
             time.sleep(0.05)
     finally:
         probe.close()
+
+
+class Recorder:
+    """A sink that records the text of every websocket.send it gets."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, message: dict) -> None:
+        assert message["type"] == "websocket.send"
+        self.texts.append(message["text"])
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.texts) < count:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 5)
+
+    def seqs(self) -> list[int]:
+        return [json.loads(t)["seq"] for t in self.texts]
