@@ -1,9 +1,9 @@
 """The bounded history of job updates and each job's latest state, in Redis.
 
 The bridge records each batch of valid updates with :meth:`History.append_many`:
-one pipeline of script calls, one per update, each of which adds it to a Redis
-Stream (its entry ID becomes the update's *position*), trims the stream by size
-and age, and stores the job's latest state with a TTL.
+one script call that, atomically, adds each update to a Redis Stream (its entry
+ID becomes the update's *position*) and stores the job's latest state with a
+TTL, then trims the stream by size and age.
 Consumers read it back to replay what a reconnecting client missed
 (:meth:`History.pages`, a page at a time) and to send a job's current state on
 subscribe (:meth:`History.states`).
@@ -32,28 +32,34 @@ MAX_PAGE = 256
 PAGE_BYTES = 256 * 1024
 """About how many bytes of entries one page holds (from the sizes seen so far)."""
 
-# KEYS: stream, state key. ARGV: max entries, max age (ms, 0 = no limit),
-# state TTL (s), job id, frame, ingest entry ID ('' for none), payload digest
-# ('' for none). Returns the new entry's ID.
+# KEYS: the stream, then each update's state key. ARGV: max entries, max age
+# (ms, 0 = no limit), state TTL (s), then four per update: job id, frame, ingest
+# entry ID ('' for none), payload digest ('' for none). Returns the new entries'
+# IDs, in order. One call records a whole batch, atomically.
 _APPEND = """
-local fields = {'j', ARGV[4], 'f', ARGV[5]}
-if ARGV[6] ~= '' then
-  table.insert(fields, 'i')
-  table.insert(fields, ARGV[6])
+local ids = {}
+for k = 1, #KEYS - 1 do
+  local at = 3 + (k - 1) * 4
+  local fields = {'j', ARGV[at + 1], 'f', ARGV[at + 2]}
+  if ARGV[at + 3] ~= '' then
+    table.insert(fields, 'i')
+    table.insert(fields, ARGV[at + 3])
+  end
+  if ARGV[at + 4] ~= '' then
+    table.insert(fields, 'd')
+    table.insert(fields, ARGV[at + 4])
+  end
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+  redis.call('SET', KEYS[k + 1], id .. ' ' .. ARGV[at + 2], 'EX', ARGV[3])
+  ids[k] = id
 end
-if ARGV[7] and ARGV[7] ~= '' then
-  table.insert(fields, 'd')
-  table.insert(fields, ARGV[7])
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 local max_age = tonumber(ARGV[2])
-if max_age > 0 then
+if max_age > 0 and #ids > 0 then
   local now = redis.call('TIME')
   local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
   redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
 end
-redis.call('SET', KEYS[2], id .. ' ' .. ARGV[5], 'EX', ARGV[3])
-return id
+return ids
 """
 
 
@@ -130,7 +136,8 @@ class History:
         ingest_ids: Sequence[str] | None = None,
         digests: Sequence[str] | None = None,
     ) -> list[str]:
-        """Record ``(job_id, frame)`` updates in order, in one pipeline; return positions.
+        """Record ``(job_id, frame)`` updates in order, in one script call (all or none);
+        return their positions.
 
         ``ingest_ids``, one per update, are the entry IDs in the durable ingest
         stream the updates came from; each is kept with its entry (field ``i``,
@@ -139,24 +146,16 @@ class History:
         payloads (field ``d``, never sent to clients): a standby aligns its ring
         with them on a takeover (:meth:`digest_tail`).
         """
+        if not updates:
+            return []
         ids = ingest_ids if ingest_ids is not None else [""] * len(updates)
         marks = digests if digests is not None else [""] * len(updates)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for (job_id, frame), ingest_id, mark in zip(updates, ids, marks, strict=True):
-                await self._append(
-                    keys=[self.stream_key, self.state_prefix + job_id],
-                    args=[
-                        self.max_entries,
-                        self.max_age_ms,
-                        self.state_ttl_seconds,
-                        job_id,
-                        frame,
-                        ingest_id,
-                        mark,
-                    ],
-                    client=pipe,
-                )
-            positions = await pipe.execute()
+        keys = [self.stream_key]
+        args: list[str | int] = [self.max_entries, self.max_age_ms, self.state_ttl_seconds]
+        for (job_id, frame), ingest_id, mark in zip(updates, ids, marks, strict=True):
+            keys.append(self.state_prefix + job_id)
+            args += (job_id, frame, ingest_id, mark)
+        positions = await self._append(keys=keys, args=args)
         return [_text(position) for position in positions]
 
     async def ingested_since(self, oldest: str, *, page: int = 1000) -> set[str]:

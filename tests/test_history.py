@@ -102,23 +102,33 @@ async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     assert await store.states([]) == []
 
 
-async def test_append_many_records_in_order_in_one_round_trip(client, monkeypatch):
+async def test_append_many_records_in_order_in_one_script_call(client, monkeypatch):
     store = history(client)
     await record(store, "first", frame("first"))  # loads the script
     calls = []
-    original = aioredis.client.Pipeline.execute
+    original = aioredis.Redis.execute_command
 
     async def counting(self, *args, **kwargs):
-        calls.append(len(self.command_stack))
+        calls.append(args[0])
         return await original(self, *args, **kwargs)
 
-    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(aioredis.Redis, "execute_command", counting)
     positions = await store.append_many([("a", frame("a")), ("b", frame("b")), ("a", frame("a"))])
-    assert calls == [3]
+    assert calls == ["EVALSHA"]
     assert [Position.parse(p) for p in positions] == sorted(Position.parse(p) for p in positions)
     replay = await store.since(Position.parse(positions[0]))
     assert [e.job_id for e in replay.entries] == ["b", "a"]
     assert str((await store.states(["a"]))[0].position) == positions[2]
+    assert await store.append_many([]) == []
+
+
+async def test_append_many_reloads_its_script_after_redis_forgot_it(client):
+    """A restarted Redis has no scripts: the call loads it again (NOSCRIPT) and records."""
+    store = history(client)
+    await record(store, "a", frame("a"))
+    await client.script_flush()
+    [position] = await store.append_many([("b", frame("b"))])
+    assert str((await store.states(["b"]))[0].position) == position
 
 
 async def test_pages_read_the_history_a_page_at_a_time_sized_by_its_entries(client):

@@ -32,6 +32,7 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _wrap_close, decode_hosts
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from jobupdates.delivery.faults import Fault, LayerFaults
@@ -77,6 +78,8 @@ def job_update_send(update: JobUpdateEvent) -> dict[str, Any]:
     }
 
 
+_PUBLISH_MANY = "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end"
+"""PUBLISHes each ARGV on the channel KEYS[1], in order."""
 READ_TIMEOUT = 0.1
 """Seconds one pub/sub read waits (channels_redis's value)."""
 RETRY_SECONDS = 1.0
@@ -90,6 +93,8 @@ class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
     Configure it like ``channels_redis.pubsub.RedisPubSubChannelLayer``.
     """
 
+    _publish_many: AsyncScript | None = None
+
     def _get_layer(self) -> _LoopLayer:
         loop = asyncio.get_running_loop()
         layer: _LoopLayer | None = self._layers.get(loop)
@@ -100,17 +105,20 @@ class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
         return layer
 
     async def group_send_many(self, group: str, messages: Sequence[dict[str, Any]]) -> None:
-        """``group_send`` each message, in order, in one Redis round trip (a pipeline)."""
+        """``group_send`` each message, in order, in one Redis command (a script that
+        PUBLISHes each: Redis does the per-message work, not the client)."""
+        if not messages:
+            return
         layer = self._get_layer()
         group_channel = layer._get_group_channel_name(group)
         shard = layer._get_shard(group_channel)
         payloads = [self.serialize(message) for message in messages]
         async with shard._lock:
             shard._ensure_redis()
-            async with shard._redis.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.publish(group_channel, payload)
-                await pipe.execute()
+            client = shard._redis
+            if self._publish_many is None:
+                self._publish_many = client.register_script(_PUBLISH_MANY)
+            await self._publish_many(keys=[group_channel], args=payloads, client=client)
 
     def attach(self, channel: str, sink: Sink) -> None:
         """Deliver job updates for ``channel`` straight to ``sink``."""
