@@ -14,15 +14,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases, profiling, report
+from benchmarks import phases, profiling, report, sessions
 from benchmarks.loadgen_client import GeneratorPool
+from benchmarks.storm import storm
 from benchmarks.sysstats import machine_info
-from benchmarks.targets import DEFAULT_TARGETS, TARGETS, prepare_database, start
+from benchmarks.targets import (
+    COOKIELESS,
+    DEFAULT_TARGETS,
+    TARGETS,
+    USER,
+    Stack,
+    prepare_database,
+    start,
+)
 
 logger = logging.getLogger(__name__)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-PHASES = ("ingest", "idle", "throughput", "latency")
+FAN_OUT_PHASES = ("idle", "throughput", "latency")
+CLIENT_PHASES = (*FAN_OUT_PHASES, "storm")
+PHASES = ("ingest", *CLIENT_PHASES)
 LARGE = 5000
 """From this many connections, the defaults switch to the idle-memory case."""
 
@@ -76,14 +87,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_target(
-    name: str, round_: int, args: argparse.Namespace, database: str, directory: Path
+    name: str,
+    round_: int,
+    args: argparse.Namespace,
+    database: str,
+    directory: Path,
+    cookies: list[str],
 ) -> dict[str, Any]:
-    """Start target ``name``, run the chosen phases on it, stop it; return its results."""
+    """Start target ``name``, run the chosen phases on it, stop it; return its results.
+
+    ``cookies``: one session per client, for the storm on targets that log in.
+    """
     pad = "x" * args.pad_bytes
     logger.info("round %d: %s", round_, name)
     stack = start(name, database, {args.server_core})
     pool: GeneratorPool | None = None
-    profiler: profiling.Profiler | None = None
     run: dict[str, Any] = {"target": name, "round": round_, "connections": args.connections}
     try:
         if name == "project" and "ingest" in args.phases:
@@ -91,61 +109,91 @@ def run_target(
             run["ingest_durable"] = phases.ingest(
                 stack, args.ingest_messages, pad, args.quiet_wait, durable=True
             )
-        if {"idle", "throughput", "latency"} & set(args.phases):
+        if set(CLIENT_PHASES) & set(args.phases):
             phases.warm_up(stack, pad)
             pool = GeneratorPool(args.connections, {args.generator_core})
-            run["connect"] = phases.connect(stack, pool)
-            if args.profile and name.startswith("project"):
-                output = directory / f"{name}-{round_}.pyspy"
-                profiler = profiling.Profiler(stack.server.popen.pid, output)
-            if "throughput" in args.phases:
-                run["throughput"] = phases.fan_out(
-                    stack,
-                    pool,
-                    latencies=False,
-                    quiet_wait=args.quiet_wait,
-                    count=10**7,
-                    duration=args.throughput_seconds,
-                    window=args.window,
-                    rate=0,
-                    pad=pad,
-                )
-            if "latency" in args.phases:
-                run["latency"] = phases.fan_out(
-                    stack,
-                    pool,
-                    latencies=True,
-                    quiet_wait=args.quiet_wait,
-                    count=args.latency_messages,
-                    duration=10**6,
-                    window=0,
-                    rate=args.rate,
-                    pad=pad,
-                )
-            if profiler is not None:
-                run["profile"] = profiler.stop()
-                profiler = None
-            pool.all({"cmd": "close"}, timeout=120)
-        crashed = [p.name for p in (stack.server, stack.bridge) if p is not None and not p.running]
+        if pool is not None and set(FAN_OUT_PHASES) & set(args.phases):
+            profile = directory / f"{name}-{round_}.pyspy"
+            use_profiler = args.profile and name.startswith("project")
+            run.update(fan_out_phases(stack, pool, args, pad, profile if use_profiler else None))
+        if pool is not None and "storm" in args.phases:  # last: see benchmarks.storm
+            run["storm"] = storm(stack, pool, cookies, args.quiet_wait)
         run["flags"] = [
             f for phase in run.values() if isinstance(phase, dict) for f in phase.get("flags", [])
         ]
-        run["flags"] += [f"{process} exited during the run" for process in crashed]
-        errors = [
-            f"{process.name}: {line}"
-            for process in (stack.server, stack.bridge)
-            if process is not None
-            for line in process.matching(r"ERROR|Error:|Exception")
-        ]
-        run["server_errors"] = errors[-10:]
-        run["flags"] += [f"{len(errors)} error lines in server logs"] if errors else []
+        run["server_errors"], flags = _server_health(stack)
+        run["flags"] += flags
     finally:
-        if profiler is not None:
-            profiler.stop()
         if pool is not None:
             pool.stop()
         stack.stop()
     return run
+
+
+def fan_out_phases(
+    stack: Stack, pool: GeneratorPool, args: argparse.Namespace, pad: str, profile: Path | None
+) -> dict[str, Any]:
+    """Connect every client (idle memory), run throughput and latency, close them all.
+
+    With ``profile``, py-spy records the server there from the end of the ramp
+    to the end of the latency phase.
+    """
+    run: dict[str, Any] = {"connect": phases.connect(stack, pool)}
+    profiler = profiling.Profiler(stack.server.popen.pid, profile) if profile else None
+    try:
+        if "throughput" in args.phases:
+            run["throughput"] = phases.fan_out(
+                stack,
+                pool,
+                latencies=False,
+                quiet_wait=args.quiet_wait,
+                count=10**7,
+                duration=args.throughput_seconds,
+                window=args.window,
+                rate=0,
+                pad=pad,
+            )
+        if "latency" in args.phases:
+            run["latency"] = phases.fan_out(
+                stack,
+                pool,
+                latencies=True,
+                quiet_wait=args.quiet_wait,
+                count=args.latency_messages,
+                duration=10**6,
+                window=0,
+                rate=args.rate,
+                pad=pad,
+            )
+        if profiler is not None:
+            run["profile"] = profiler.stop()
+            profiler = None
+    finally:
+        if profiler is not None:
+            profiler.stop()
+    pool.all({"cmd": "close"}, timeout=120)
+    return run
+
+
+def _server_health(stack: Stack) -> tuple[list[str], list[str]]:
+    """Return the last error lines of the server's logs, and flags for them and crashes."""
+    crashed = [p.name for p in (stack.server, stack.bridge) if p is not None and not p.running]
+    errors = [
+        f"{process.name}: {line}"
+        for process in (stack.server, stack.bridge)
+        if process is not None
+        for line in process.matching(r"ERROR|Error:|Exception")
+    ]
+    flags = [f"{process} exited during the run" for process in crashed]
+    flags += [f"{len(errors)} error lines in server logs"] if errors else []
+    return errors[-10:], flags
+
+
+def storm_cookies(args: argparse.Namespace, database: str) -> list[str]:
+    """Create one session per client if the storm runs on a target that logs in."""
+    if "storm" not in args.phases or set(args.targets) <= COOKIELESS:
+        return []
+    return sessions.create(database, USER[0], args.connections)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,10 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as directory:
         database = prepare_database(Path(directory))
+        cookies = storm_cookies(args, database)
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) % len(args.targets)
             for name in args.targets[shift:] + args.targets[:shift]:  # interleaved A/B order
-                runs.append(run_target(name, round_, args, database, Path(directory)))
+                runs.append(run_target(name, round_, args, database, Path(directory), cookies))
     results = {
         "machine": machine_info(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

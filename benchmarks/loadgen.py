@@ -32,7 +32,8 @@ WINDOW_STALL_SECONDS = 2.0
 
 
 class Connection(WSListener):  # type: ignore[misc]
-    """One client: tells the generator about every text frame, and when it is welcomed."""
+    """One client: tells the generator about every text frame, and when it is welcomed
+    (``welcomed`` resolves to the welcome's receipt time)."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
@@ -89,7 +90,7 @@ class Generator:
             message = json.loads(payload)
             kind = message.get("type")
             if kind == "welcome" and not connection.welcomed.done():
-                connection.welcomed.set_result(None)
+                connection.welcomed.set_result(now)
                 return
             if kind != "job_update":
                 self.other_frames += 1
@@ -110,22 +111,42 @@ class Generator:
             self.progress.set()
 
     async def connect(
-        self, url: str, origin: str, cookie: str, count: int, concurrency: int
+        self,
+        url: str,
+        origin: str,
+        cookie: str,
+        count: int,
+        concurrency: int,
+        cookies: list[str] | None = None,
+        handshake_timeout: float = 5.0,
+        welcome_timeout: float = 30.0,
     ) -> dict[str, Any]:
-        """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes."""
+        """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes.
+
+        Connection i sends ``cookies[i]`` if ``cookies`` is given, else ``cookie``.
+        Reports the monotonic times of the first connect attempt and the last
+        welcome, which compare across generator processes.
+        """
         limit = asyncio.Semaphore(concurrency)
-        headers = {"Origin": origin, **({"Cookie": cookie} if cookie else {})}
+        shared = {"Origin": origin, **({"Cookie": cookie} if cookie else {})}
+        headers = [{"Origin": origin, "Cookie": c} for c in cookies] if cookies else None
         errors: list[str] = []
+        attempts: list[float] = []
+        welcomes: list[float] = []
         started = time.monotonic()
 
-        async def one() -> None:
+        async def one(index: int) -> None:
             async with limit:
                 try:
+                    attempts.append(time.monotonic())
                     transport, listener = await ws_connect(
-                        lambda: Connection(self), url, extra_headers=headers
+                        lambda: Connection(self),
+                        url,
+                        extra_headers=headers[index] if headers else shared,
+                        websocket_handshake_timeout=handshake_timeout,
                     )
                     try:
-                        await asyncio.wait_for(listener.welcomed, 30)
+                        welcomes.append(await asyncio.wait_for(listener.welcomed, welcome_timeout))
                     except BaseException:
                         transport.disconnect()
                         raise
@@ -133,12 +154,14 @@ class Generator:
                 except Exception as exc:  # any failure is counted and reported
                     errors.append(f"{type(exc).__name__}: {exc}")
 
-        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.gather(*(one(index) for index in range(count)))
         return {
             "connected": count - len(errors),
             "failed": len(errors),
             "errors": errors[:5],
             "seconds": time.monotonic() - started,
+            "first_attempt": min(attempts, default=None),
+            "last_welcome": max(welcomes, default=None),
         }
 
     async def publish(

@@ -102,9 +102,26 @@ class GeneratorPool:
         return [process.reply(timeout) for process in self.processes]
 
     def connect(
-        self, url: str, origin: str, cookie: str, concurrency: int = 50
+        self,
+        url: str,
+        origin: str,
+        cookie: str,
+        concurrency: int | None = 50,
+        cookies: list[str] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Open every process's share of the connections; return each one's report."""
+        """Open every process's share of the connections; return each one's report.
+
+        Args:
+            concurrency: Handshakes in flight per process; None: all of its share at once.
+            cookies: One Cookie header per connection (overrides ``cookie``).
+            timeout: Seconds each connection may take for its handshake and its
+                welcome (default: picows's 5 s, then 30 s).
+        """
+        if cookies is not None and len(cookies) < sum(self.shares):
+            raise ValueError(f"expected {sum(self.shares)} cookies, got {len(cookies)}")
+        options = {"handshake_timeout": timeout, "welcome_timeout": timeout} if timeout else {}
+        start = 0
         for process, share in zip(self.processes, self.shares, strict=True):
             process.send(
                 {
@@ -113,10 +130,14 @@ class GeneratorPool:
                     "origin": origin,
                     "cookie": cookie,
                     "count": share,
-                    "concurrency": concurrency,
+                    "concurrency": concurrency or share,
+                    "cookies": cookies[start : start + share] if cookies else None,
+                    **options,
                 }
             )
-        return [process.reply(timeout=max(120.0, share / 50)) for process in self.processes]
+            start += share
+        wait = max(120.0, max(self.shares) / 50) + 2 * (timeout or 0)
+        return [process.reply(timeout=wait) for process in self.processes]
 
     def publish(self, timeout: float, **options: Any) -> dict[str, Any]:
         """Have the first process publish; return its report."""

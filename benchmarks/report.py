@@ -42,8 +42,16 @@ METRICS: dict[str, tuple[str, ...]] = {
     "ingest_xadd_bridge_cpu_bound_per_second": ("ingest_durable", "bridge_cpu_bound_per_second"),
     "registry_share": ("profile", "shares", "registry"),
     "metrics_share": ("profile", "shares", "metrics"),
+    "storm_handshakes_per_second": ("storm", "handshakes_per_second"),
+    "storm_seconds": ("storm", "seconds_until_all_welcomed"),
+    "storm_server_cpu_us_per_handshake": ("storm", "server_cpu_us_per_handshake"),
 }
-RATIOS = ("server_cpu_us_per_delivery", "idle_bytes_per_connection", "all_delivered_p99_us")
+RATIOS = (
+    "server_cpu_us_per_delivery",
+    "idle_bytes_per_connection",
+    "all_delivered_p99_us",
+    "storm_seconds",
+)
 
 
 def summarize(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
@@ -59,6 +67,9 @@ def summarize(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
         entry["delivered"] = sum(p["delivered"] for p in phases)
         entry["lost"] = sum(p["lost"] for p in phases)
         entry["duplicates"] = sum(p["duplicates"] for p in phases)
+        storms = [run["storm"] for run in mine if "storm" in run]
+        entry["storm_failed"] = sum(s["failed"] for s in storms)
+        entry["storm_clients"] = sum(s["clients"] for s in storms)
         entry["rounds"] = len(mine)
         entry["flags"] = sorted(
             {f"round {run['round']}: {flag}" for run in mine for flag in run["flags"]}
@@ -91,6 +102,7 @@ def _goals(summary: dict[str, Any], connections: int) -> list[dict[str, Any]]:
 
     cpu_ratio = ratios.get("server_cpu_us_per_delivery")
     p99_ratio = ratios.get("all_delivered_p99_us")
+    storm_ratio = ratios.get("storm_seconds")
     stock_ratio = stock_cpu / cpu if stock_cpu and cpu else None
     idle_scale = connections >= IDLE_GOAL_CONNECTIONS
     return [
@@ -125,6 +137,12 @@ def _goals(summary: dict[str, Any], connections: int) -> list[dict[str, Any]]:
             check(project.get("lost"), project.get("lost") == 0),
         ),
         goal("bridge ingest msg/s", ingest, ">= 10,000", check(ingest, (ingest or 0) >= 10_000)),
+        goal(
+            "connect storm vs websockets",
+            storm_ratio,
+            "<= 3x",
+            check(storm_ratio, (storm_ratio or 0) <= 3 and not project.get("storm_failed")),
+        ),
     ]
 
 
@@ -164,6 +182,11 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("registry's share of server CPU samples %", "registry_share", 2, False),
         ("prometheus-client's share of server CPU samples %", "metrics_share", 2, False),
+        ("storm handshakes/s", "storm_handshakes_per_second", 0, False),
+        ("storm s until all welcomed", "storm_seconds", 2, False),
+        ("  x websockets", "storm_seconds", 2, True),
+        ("storm server CPU us/handshake", "storm_server_cpu_us_per_handshake", 0, False),
+        ("storm failed / clients", "storm_failed", 0, False),
     ]
     lines = [
         "| metric (median of rounds) | " + " | ".join(names) + " |",
@@ -182,6 +205,10 @@ def table(results: dict[str, Any]) -> str:
                 value *= 100
             if key == "lost":
                 cells.append(f"{entry['lost']:,} / {entry['expected']:,}")
+                continue
+            if key == "storm_failed":
+                storm = f"{entry['storm_failed']:,} / {entry['storm_clients']:,}"
+                cells.append(storm if entry.get("storm_clients") else "-")
                 continue
             cells.append(_fmt(float(value) if value is not None else None, digits))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -4,7 +4,8 @@
   serving ``botrix_site.asgi`` and ``manage.py run_bridge``, both configured by
   ``botrix_site.settings`` alone, so a new channel layer there is what gets measured;
 * ``websockets``: :mod:`benchmarks.reference_server`, the baseline;
-* ``stock``: Daphne serving :mod:`benchmarks.stock.asgi` and :mod:`benchmarks.stock.bridge`.
+* ``stock``: Daphne serving :mod:`benchmarks.stock.asgi` and :mod:`benchmarks.stock.bridge`;
+* ``daphne``: Daphne serving :mod:`benchmarks.plain_daphne`, the floor Daphne itself sets.
 
 Servers, bridges and Redis are pinned to the server core once started.
 """
@@ -32,8 +33,10 @@ from harness.processes import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_TARGETS = ("project", "websockets", "stock")
-TARGETS = (*DEFAULT_TARGETS, "project-noregistry")
+TARGETS = (*DEFAULT_TARGETS, "daphne", "project-noregistry")
 BASELINE = "websockets"
+COOKIELESS = frozenset({"websockets", "daphne"})
+"""Targets with no Django: no login, no cookie."""
 USER = ("bench", "bench-password-1")
 PROJECT_ENV = {
     "JOBUPDATES_MAX_CONNECTIONS_PER_USER": "1000000",
@@ -110,7 +113,7 @@ def start(name: str, database_url: str, cpus: set[int]) -> Stack:
     try:
         for pid in [*stack.server_pids, *stack.bridge_pids]:
             pin(pid, cpus)
-        if name != "websockets":  # staff: the admin login form is the way in, as in the tests
+        if name not in COOKIELESS:  # staff: the admin login form is the way in, as in the tests
             stack.cookie = login(stack.port, *USER)
     except BaseException:
         stack.stop()
@@ -135,12 +138,17 @@ def _project_without_registry(redis: RedisServer, env: dict[str, str]) -> Stack:
     return stack
 
 
-def _stock(redis: RedisServer, env: dict[str, str]) -> Stack:
-    env = {**env, "DJANGO_SETTINGS_MODULE": "benchmarks.stock.settings"}
+def _plain_daphne_process(name: str, application: str, env: dict[str, str]) -> Process:
+    """Start ``python -m daphne`` with the project's flags serving ``application``."""
     argv = daphne_argv("127.0.0.1", 0)
     assert argv[-1] == APPLICATION
-    argv[-1] = "benchmarks.stock.asgi:application"
-    daphne = Process("daphne-stock", [sys.executable, "-m", "daphne", *argv], env)
+    argv[-1] = application
+    return Process(name, [sys.executable, "-m", "daphne", *argv], env)
+
+
+def _stock(redis: RedisServer, env: dict[str, str]) -> Stack:
+    env = {**env, "DJANGO_SETTINGS_MODULE": "benchmarks.stock.settings"}
+    daphne = _plain_daphne_process("daphne-stock", "benchmarks.stock.asgi:application", env)
     try:
         port = int(daphne.wait_for(LISTENING).group(1))
         bridge = Process("bridge-stock", [sys.executable, "-m", "benchmarks.stock.bridge"], env)
@@ -150,6 +158,17 @@ def _stock(redis: RedisServer, env: dict[str, str]) -> Stack:
             bridge.stop()
             raise
         return Stack("stock", redis, daphne, port, bridge=bridge)
+    except BaseException:
+        daphne.stop()
+        raise
+
+
+def _daphne(redis: RedisServer, env: dict[str, str]) -> Stack:
+    """Plain Daphne: it subscribes on its first connection (the warm-up's)."""
+    env = {k: v for k, v in env.items() if not k.startswith("DJANGO_")}
+    daphne = _plain_daphne_process("daphne-plain", "benchmarks.plain_daphne:application", env)
+    try:
+        return Stack("daphne", redis, daphne, int(daphne.wait_for(LISTENING).group(1)))
     except BaseException:
         daphne.stop()
         raise
@@ -171,5 +190,6 @@ _STARTERS = {
     "project": _project,
     "stock": _stock,
     "websockets": _websockets,
+    "daphne": _daphne,
     "project-noregistry": _project_without_registry,
 }

@@ -28,6 +28,7 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from jobupdates import protocol
 from jobupdates.access import gate
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 faults = LayerFaults(logger)
 """Malformed events that reach a consumer (a layer other than the fast path's)."""
+_handling: set[asyncio.Task[None]] = set()
+"""Tasks handling mailbox messages, kept until done."""
 SLOW_CLIENT_GRACE = 2.0
 """Seconds a slow client gets to read its close frame before the socket is aborted."""
 
@@ -79,12 +82,55 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
     presence: LocalClient | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Run the consumer; tear it down however it ends (see :meth:`teardown`)."""
+        """Run the consumer; tear it down however it ends (see :meth:`teardown`).
+
+        With the fast layer, the consumer's channel is a mailbox
+        (:mod:`jobupdates.delivery.mailboxes`) and only the client's messages
+        are awaited, in Daphne's task for the connection: no task or queue of
+        its own. With another layer, Channels runs it as usual.
+        """
+        layer = get_channel_layer(self.channel_layer_alias)
         try:
-            await super().__call__(scope, receive, self.guarded(send))
+            if isinstance(layer, JobUpdatesChannelLayer):
+                await self._serve(layer, scope, receive, self.guarded(send))
+            else:
+                await super().__call__(scope, receive, self.guarded(send))
         finally:
             # shielded: Daphne may cancel again (application_checker), the teardown goes on
             await asyncio.shield(self.teardown(None))
+
+    async def _serve(
+        self, layer: JobUpdatesChannelLayer, scope: dict[str, Any], receive: Any, send: Send
+    ) -> None:
+        self.scope = scope
+        self.channel_layer = layer
+        self.base_send = send
+        self.channel_name = await layer.new_mailbox(self._deliver)
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            layer.close_mailbox(self.channel_name)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        """Handle a message sent to this connection's mailbox, in a task of its own
+        (they are rare: a staff member's disconnect, the fast path's failure)."""
+        task = asyncio.get_running_loop().create_task(self._handle_sent(message))
+        _handling.add(task)
+        task.add_done_callback(_handling.discard)
+
+    async def _handle_sent(self, message: dict[str, Any]) -> None:
+        try:
+            await self.dispatch(message)
+        except Exception as exc:  # one bad message must not end the connection
+            logger.warning(
+                "client %s: could not handle %s (%s)",
+                self.client_id,
+                loggable(message.get("type")),
+                loggable(exc),
+            )
 
     def guarded(self, send: Callable[[dict[str, Any]], Awaitable[object]]) -> Send:
         """``send``, dropping what comes after the close instead of raising."""
@@ -127,7 +173,6 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         self.client_id = uuid.uuid4().hex
         offered = SUBPROTOCOL in self.scope.get("subprotocols", ())
         await self.accept(subprotocol=SUBPROTOCOL if offered else None)
-        await self.send(text_data=protocol.welcome_frame(self.client_id))
         send = raw_send(self.scope, None)
         feed = self.feed = Feed(
             self.base_send if send is None else self.guarded(send),
@@ -142,6 +187,9 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
         if isinstance(self.channel_layer, JobUpdatesChannelLayer):
             self.channel_layer.attach(self.channel_name, feed)
         await self.channel_layer.group_add(conf.GROUP, self.channel_name)
+        # welcome once in the group: what is published after it reaches this client
+        # (the feed holds live updates back until the replay is over)
+        await self.send(text_data=protocol.welcome_frame(self.client_id))
         await catch_up(feed, self.request.since, sorted(feed.jobs or ()), client=self.client_id)
         if conf.REGISTRY:
             self.presence = await get_registry().register(

@@ -1,4 +1,5 @@
-"""Smoke test of the fan-out benchmarks: a quick run on every target loses nothing."""
+"""Smoke test of the fan-out benchmarks: a quick run on every target loses nothing,
+and the connect storm welcomes every client on the plain-Daphne target too."""
 
 from __future__ import annotations
 
@@ -20,25 +21,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 30
+STORM_CLIENTS = 10
 
 
-def test_quick_benchmark_delivers_every_update_on_every_target(tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
+def run_benchmarks(output: Path, *options: str) -> str:
+    """Run ``python -m benchmarks --quick --output OUTPUT *options``; return the table."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--connections",
-            str(CLIENTS),
-            "--throughput-seconds",
-            "1",
-            "--latency-messages",
-            "10",
-            "--output",
-            str(output),
-        ],
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -46,6 +35,29 @@ def test_quick_benchmark_delivers_every_update_on_every_target(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, f"benchmark failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def row(table: str, label: str) -> list[str]:
+    """Return the cells of the table's first row named ``label``."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"expected a row {label!r} in:\n{table}")
+
+
+def test_quick_benchmark_delivers_every_update_on_every_target(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    run_benchmarks(
+        output,
+        "--connections",
+        str(CLIENTS),
+        "--throughput-seconds",
+        "1",
+        "--latency-messages",
+        "10",
+    )
     targets = json.loads(output.read_text())["summary"]["targets"]
     assert set(targets) == {"project", "websockets", "stock"}
     for name, summary in targets.items():
@@ -55,3 +67,31 @@ def test_quick_benchmark_delivers_every_update_on_every_target(tmp_path: Path) -
         assert summary["server_cpu_us_per_delivery"] > 0, f"{name}: {summary}"
         assert summary["all_delivered_p99_us"] is not None, f"{name}: {summary}"
     assert targets["project"]["ingest_forwarded_per_second"], targets["project"]
+    for name, summary in targets.items():
+        assert (summary["storm_failed"], summary["storm_clients"]) == (0, CLIENTS), name
+
+
+def test_storm_welcomes_every_client_on_every_kind_of_target(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    table = run_benchmarks(
+        output,
+        "--connections",
+        str(STORM_CLIENTS),
+        "--targets",
+        "project,websockets,daphne",
+        "--phases",
+        "storm,idle",
+    )
+    results = json.loads(output.read_text())
+    for run in results["runs"]:
+        storm = run["storm"]
+        assert storm["welcomed"] == STORM_CLIENTS, f"{run['target']}: {storm}"
+        assert storm["failed"] == 0, f"{run['target']}: {storm}"
+        assert storm["closed"] == STORM_CLIENTS, f"{run['target']}: {storm}"
+        assert run["connect"]["connected"] == STORM_CLIENTS, f"{run['target']}: {run['connect']}"
+        assert run["server_errors"] == [], f"{run['target']}: {run['server_errors']}"
+    assert row(table, "metric (median of rounds)") == ["project", "websockets", "daphne"]
+    for label in ("storm handshakes/s", "storm s until all welcomed", "idle KB/connection"):
+        assert "-" not in row(table, label), f"expected a figure per target in {label!r}"
+    assert row(table, "storm failed / clients") == [f"0 / {STORM_CLIENTS}"] * 3
+    assert row(table, "connect storm vs websockets")[1] == "<= 3x"

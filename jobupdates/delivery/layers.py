@@ -36,7 +36,9 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from jobupdates.delivery.faults import Fault, LayerFaults
+from jobupdates.delivery.mailboxes import Mailbox, Slot, mailbox_name, process_channel
 from jobupdates.monitoring.deliveries import counters
+from jobupdates.monitoring.instance import instance_id
 from jobupdates.protocol.events import JOB_UPDATE_EVENT, JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.wire import text_frame
@@ -128,15 +130,36 @@ class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
         """Stop direct delivery to ``channel``; its messages take the ordinary path."""
         self._get_layer().sinks.pop(channel, None)
 
+    async def new_mailbox(self, deliver: Callable[[dict[str, Any]], None]) -> str:
+        """A process-local channel whose messages are handed to ``deliver`` (see
+        :mod:`jobupdates.delivery.mailboxes`): it joins groups and receives
+        ``send`` like any channel, with no Redis subscription, queue or task of
+        its own. Close it with :meth:`close_mailbox`."""
+        return await self._get_layer().new_mailbox(deliver)
+
+    def close_mailbox(self, channel: str) -> None:
+        """Forget a mailbox; what is still sent to it is dropped."""
+        self._get_layer().channels.pop(channel, None)
+
 
 class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
-    """The per-event-loop layer, with the sinks of local channels."""
+    """The per-event-loop layer, with the sinks and mailboxes of local channels."""
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts, **kwargs)
         self.sinks: dict[str, Sink] = {}
         self.faults = LayerFaults(logger)
         self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
+        self.process_channel = process_channel(self.prefix, instance_id())
+
+    async def new_mailbox(self, deliver: Callable[[dict[str, Any]], None]) -> str:
+        pattern = self.process_channel + "*"
+        for shard in self._shards:  # a sender publishes on the shard of the full name
+            await shard.psubscribe(pattern)  # once: a no-op when subscribed
+        name = mailbox_name(self.process_channel)
+        decode = self.channel_layer.deserialize
+        self.channels[name] = Mailbox(name, deliver, decode, self.faults)
+        return name
 
 
 class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
@@ -146,6 +169,15 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
 
     _gap_started: float | None = None
     _resyncs: set[asyncio.Task[None]] | None = None
+
+    async def psubscribe(self, pattern: str) -> None:
+        """Subscribe to a pattern once (redis-py subscribes again after a reconnect)."""
+        async with self._lock:
+            if pattern not in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.psubscribe(pattern)
+                self._subscribed_to.add(pattern)
 
     async def _do_receiving(self) -> None:
         faults = self.channel_layer.faults
@@ -265,7 +297,7 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             return None
         return event
 
-    def _sink_failed(self, channel: str, queue: asyncio.Queue[bytes], exc: Exception) -> None:
+    def _sink_failed(self, channel: str, queue: Slot, exc: Exception) -> None:
         """Detach ``channel``'s sink and ask its consumer to close the connection."""
         layer = self.channel_layer
         layer.sinks.pop(channel, None)

@@ -1,0 +1,90 @@
+"""The connect storm: every client connects at once, each with its own session.
+
+The generator processes start every handshake of their share at the same
+moment (no concurrency limit); a client counts once its welcome frame came.
+The phase reports handshakes per second and the time from the first connect
+attempt to the last welcome (monotonic clock, shared by the processes), and
+the failures. It runs after the idle phase, on its own connections, so the
+idle memory per connection is measured on a server that has not yet grown
+its heap for a storm.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from benchmarks.loadgen_client import GeneratorPool
+from benchmarks.phases import Sample, wait_for_quiet
+from benchmarks.sysstats import listen_overflows
+from benchmarks.targets import Stack
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 120.0
+"""How long one client may wait for its handshake, then for its welcome."""
+
+
+def storm(
+    stack: Stack, pool: GeneratorPool, cookies: list[str], quiet_wait: float
+) -> dict[str, Any]:
+    """Connect every client of ``pool`` at once, then close them all; report.
+
+    Args:
+        cookies: One Cookie header per client, used if the target logs in
+            (``stack.cookie`` is set); cookieless targets get none.
+    """
+    clients = sum(pool.shares)
+    quiet = wait_for_quiet(quiet_wait)
+    overflows = listen_overflows()
+    before = Sample.take(stack, pool)
+    reports = pool.connect(
+        stack.url,
+        stack.origin,
+        "",
+        concurrency=None,
+        cookies=cookies[:clients] if stack.cookie else None,
+        timeout=TIMEOUT_SECONDS,
+    )
+    usage = Sample.take(stack, pool).since(before)
+    overflowed = listen_overflows() - overflows
+    closed = pool.all({"cmd": "close"}, timeout=TIMEOUT_SECONDS)
+    result = _summary(reports, clients)
+    server_cpu = usage["cpu_seconds"]["server"] + usage["cpu_seconds"]["bridge"]
+    result.update(
+        closed=sum(c["closed"] for c in closed),
+        server_cpu_us_per_handshake=(
+            server_cpu / result["welcomed"] * 1e6 if result["welcomed"] else None
+        ),
+        listen_overflows=overflowed,
+        usage=usage,
+        quiet_before=quiet,
+        flags=list(usage["flags"]),
+    )
+    if overflowed:
+        result["flags"].append(f"{overflowed} listen overflows")
+    if result["failed"]:
+        result["flags"].append(f"{result['failed']} storm clients failed: {result['errors']}")
+    logger.info(
+        "storm: %d of %d welcomed in %.2f s",
+        result["welcomed"],
+        clients,
+        result["seconds_until_all_welcomed"] or 0.0,
+    )
+    return result
+
+
+def _summary(reports: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """Add up the generator processes' reports: counts, and first attempt to last welcome."""
+    welcomed = sum(r["connected"] for r in reports)
+    attempts = [r["first_attempt"] for r in reports if r["first_attempt"] is not None]
+    welcomes = [r["last_welcome"] for r in reports if r["last_welcome"] is not None]
+    seconds = max(welcomes) - min(attempts) if attempts and welcomes else None
+    return {
+        "clients": clients,
+        "welcomed": welcomed,
+        "failed": sum(r["failed"] for r in reports),
+        "errors": [e for r in reports for e in r["errors"]][:5],
+        "seconds_until_all_welcomed": seconds,
+        "handshakes_per_second": welcomed / seconds if seconds else None,
+    }

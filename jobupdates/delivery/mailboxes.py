@@ -1,0 +1,87 @@
+"""Process-local channels: one Redis subscription per process instead of one per connection.
+
+Channels gives each consumer a channel of its own; channels_redis's pub/sub
+layer backs each with a Redis ``SUBSCRIBE`` (a round trip on connect, another
+on disconnect), an :class:`asyncio.Queue`, and a task of the consumer that
+waits on it. A connection of this project receives almost nothing there (a
+staff member's disconnect, the fast path's failure notice), so
+:class:`~jobupdates.delivery.layers.JobUpdatesChannelLayer` offers *mailboxes*
+instead (:meth:`~jobupdates.delivery.layers.JobUpdatesChannelLayer.new_mailbox`):
+
+* A mailbox's channel name is ``<process channel>!<id>``, Channels' form for a
+  process-local channel. The process subscribes once, on every shard, to the
+  pattern ``<process channel>!*`` (``PSUBSCRIBE``), so a plain ``send`` from
+  any process, with this layer or channels_redis's own, reaches it.
+* The layer hands each message to the mailbox, which decodes it and calls its
+  consumer's function: no queue, no waiting task. Group messages for a member
+  without a sink reach its mailbox the same way the layer feeds a queue
+  (``put_nowait``).
+
+A message for a mailbox that is gone (the connection closed meanwhile) is
+dropped, as channels_redis drops one for an unsubscribed channel; one that
+does not decode is dropped and counted like any other undecodable layer
+message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from jobupdates.delivery.faults import Fault, LayerFaults
+from jobupdates.protocol.logs import loggable
+
+__all__ = ["SEPARATOR", "Mailbox", "Slot", "mailbox_name", "process_channel"]
+
+SEPARATOR = "!"
+"""Between the process channel and a mailbox's id, as in Channels' process-local names."""
+
+
+class Slot(Protocol):
+    """Where the layer puts a channel's raw messages: a queue or a mailbox."""
+
+    def put_nowait(self, item: bytes) -> None: ...
+
+
+def process_channel(prefix: str, instance: str) -> str:
+    """The start of this process's mailbox names, ``instance`` made name-safe (and
+    so free of glob characters: the process subscribes to it followed by ``*``)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in instance)
+    return f"{prefix}specific.{safe}{SEPARATOR}"
+
+
+def mailbox_name(process: str) -> str:
+    """A new mailbox's channel name in ``process``."""
+    return f"{process}{uuid.uuid4().hex}"
+
+
+class Mailbox:
+    """One consumer's channel: decodes each message and hands it to ``deliver``."""
+
+    __slots__ = ("decode", "deliver", "faults", "name")
+
+    def __init__(
+        self,
+        name: str,
+        deliver: Callable[[dict[str, Any]], None],
+        decode: Callable[[bytes], Any],
+        faults: LayerFaults,
+    ) -> None:
+        self.name = name
+        self.deliver = deliver
+        self.decode = decode
+        self.faults = faults
+
+    def put_nowait(self, item: bytes) -> None:
+        try:
+            message = self.decode(item)
+        except Exception as exc:
+            detail = f"expected a layer message for {self.name!r}, got {loggable(item)}"
+            self.faults.record(Fault.UNDECODABLE, f"{detail} ({loggable(exc)})")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            detail = f"expected a dict with a str 'type' for {self.name!r}, got {loggable(message)}"
+            self.faults.record(Fault.MALFORMED_EVENT, detail)
+            return
+        self.deliver(message)
