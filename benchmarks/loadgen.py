@@ -247,17 +247,12 @@ class Generator:
         for transport in self.transports:
             transport.send_close()
             transport.disconnect()
-        await asyncio.wait(
-            [asyncio.ensure_future(t.wait_disconnected()) for t in self.transports] or [_done()],
-            timeout=30,
-        )
+        if self.transports:  # asyncio.wait refuses an empty list
+            waits = [asyncio.ensure_future(t.wait_disconnected()) for t in self.transports]
+            await asyncio.wait(waits, timeout=30)
         closed = len(self.transports)
         self.transports.clear()
         return {"closed": closed}
-
-
-async def _done() -> None:
-    return None
 
 
 async def serve_commands() -> None:

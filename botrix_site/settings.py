@@ -137,9 +137,14 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "botrix_site.asgi.application"
 
+# Persistent connections: each WebSocket handshake looks up its session in a worker
+# thread, and opening and closing a connection there took ~8% of a connect storm's
+# CPU (docs/performance.md). Health checks replace a connection the database dropped.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=60,
+        conn_health_checks=True,
     )
 }
 

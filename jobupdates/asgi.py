@@ -1,16 +1,22 @@
 """The WebSocket side of a project's ASGI application, built in the one order that works.
 
-:func:`websocket_application` returns, from the outside in:
+:func:`websocket_application` returns a :class:`WebSocketApplication`. A
+connection to ``/ws`` or ``/ws/`` is served in one step, with one copy of the
+scope and one coroutine frame before the consumer (a connection's memory and
+handshake time count: see docs/performance.md):
 
-1. :class:`~jobupdates.delivery.daphne.RawSendMiddleware`: records Daphne's
-   own ``send``, so the fast path writes straight to the socket and can
-   measure a slow client's unsent bytes. It must be outermost.
-2. Channels' ``AuthMiddlewareStack``: the Django session and its user.
-3. :class:`~jobupdates.access.middleware.JobUpdatesAuthMiddleware`: a token's
-   user replaces the session's, and the ``Origin`` is checked. It only records
-   what it found; the consumer refuses with an error message and a close code.
-4. ``URLRouter``: ``/ws`` and ``/ws/`` to
-   :class:`~jobupdates.consumers.JobUpdatesConsumer`, then ``extra_routes``.
+1. Daphne's own ``send`` is recorded (``scope[RAW_SEND]``), so the fast path
+   writes straight to the socket and can measure a slow client's unsent bytes.
+2. :func:`~jobupdates.access.middleware.identify`: a valid token's user, else
+   the session cookie's user (one database thread hop; the session itself is
+   not kept), and the ``Origin`` verdict. It only records what it found; the
+   consumer refuses with an error message and a close code.
+3. :class:`~jobupdates.consumers.JobUpdatesConsumer`.
+
+Every other connection (``extra_routes``) goes through the classic stack, so
+the project's consumers get what Channels gives them: ``RawSendMiddleware``,
+Channels' ``AuthMiddlewareStack`` (``scope["session"]``, ``scope["user"]``),
+:class:`~jobupdates.access.middleware.JobUpdatesAuthMiddleware`, ``URLRouter``.
 
 It imports the consumer (and Django's models) only when called, so this module
 can be imported before Django is set up; call it after
@@ -19,31 +25,63 @@ can be imported before Django is set up; call it after
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from django.urls import URLPattern, URLResolver
 
-from jobupdates.delivery.daphne import RawSendMiddleware
+from jobupdates.delivery.daphne import RAW_SEND, RawSendMiddleware
 
-__all__ = ["websocket_application"]
+__all__ = ["WS_PATH", "WebSocketApplication", "websocket_application"]
+
+WS_PATH = re.compile(r"/ws/?")
+"""The paths the consumer serves (``jobupdates.routing`` routes the same)."""
+
+
+class WebSocketApplication:
+    """``/ws`` in one step; everything else through ``other`` (if any)."""
+
+    def __init__(self, consumer: Any, other: Any | None) -> None:
+        self.consumer = consumer
+        self.other = other
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        from jobupdates.access.middleware import identify
+
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if scope["type"] != "websocket" or not WS_PATH.fullmatch(path):
+            if self.other is None:
+                raise ValueError(f"expected a WebSocket to /ws, got {scope['type']} {path!r}")
+            return await self.other(scope, receive, send)
+        scope = {**scope, RAW_SEND: send}
+        await identify(scope)
+        return await self.consumer(scope, receive, send)
 
 
 def websocket_application(
     extra_routes: Sequence[URLPattern | URLResolver] = (),
-) -> RawSendMiddleware:
+) -> WebSocketApplication:
     """The ASGI application for the ``websocket`` key of a ``ProtocolTypeRouter``.
 
     ``extra_routes`` (``re_path``/``path`` entries of the project's own
-    consumers) are routed after ``/ws``, behind the same middleware. They get
-    the session or token user in ``scope["user"]``, but nothing refuses their
-    connections: the origin check's verdict is only recorded in
-    ``scope["jobupdates.origin_ok"]``, and enforcing it is up to the consumer.
+    consumers) are routed when the path is not ``/ws``, behind the classic
+    middleware. They get the session or token user in ``scope["user"]``, but
+    nothing refuses their connections: the origin check's verdict is only
+    recorded in ``scope["jobupdates.origin_ok"]``, and enforcing it is up to
+    the consumer.
     """
     from channels.auth import AuthMiddlewareStack
     from channels.routing import URLRouter
 
     from jobupdates.access.middleware import JobUpdatesAuthMiddleware
-    from jobupdates.routing import websocket_urlpatterns
+    from jobupdates.consumers import JobUpdatesConsumer
 
-    routes = [*websocket_urlpatterns, *extra_routes]
-    return RawSendMiddleware(AuthMiddlewareStack(JobUpdatesAuthMiddleware(URLRouter(routes))))
+    other = None
+    if extra_routes:
+        inner = JobUpdatesAuthMiddleware(URLRouter(list(extra_routes)))
+        other = RawSendMiddleware(AuthMiddlewareStack(inner))
+    return WebSocketApplication(JobUpdatesConsumer.as_asgi(), other)

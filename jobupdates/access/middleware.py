@@ -1,8 +1,10 @@
 """Who is connecting, and from where: token authentication and the origin check.
 
-:class:`JobUpdatesAuthMiddleware` sits inside Channels' ``AuthMiddlewareStack``
-(which loads the session user). It only records its findings in the scope;
-the consumer refuses with an explicit error frame and close code, because a
+:func:`identify` does it for ``/ws`` in one step, the session's user included
+(see :mod:`jobupdates.asgi`); :class:`JobUpdatesAuthMiddleware` does it for a
+project's extra routes, inside Channels' ``AuthMiddlewareStack`` (which loads
+the session user). Both only record their findings in the scope; the
+consumer refuses with an explicit error frame and close code, because a
 refusal at the handshake reaches a browser as a bare HTTP 403.
 
 * ``scope["user"]`` becomes the token's user when a valid token is offered
@@ -19,13 +21,16 @@ refusal at the handshake reaches a browser as a bare HTTP 403.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
 from jobupdates.access.tokens import TOKEN_PREFIX, TokenError, read_token, used_mark_milliseconds
@@ -37,9 +42,11 @@ __all__ = [
     "ORIGIN_OK",
     "WILDCARD_HOST",
     "JobUpdatesAuthMiddleware",
+    "identify",
     "offered_token",
     "origin_allowed",
     "origin_hosts",
+    "session_user",
 ]
 
 AUTH_ERROR = "jobupdates.auth_error"
@@ -112,6 +119,74 @@ def _active_user(pk: str) -> AbstractBaseUser | None:
     return user
 
 
+class _SessionOnly:
+    """What :func:`django.contrib.auth.get_user` reads of a request: its session."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+
+def session_user(session_key: str | None) -> Any:
+    """The user of the session ``session_key`` (loaded once, with the configured
+    engine), or an ``AnonymousUser``; what Channels' session and auth middleware
+    find, without keeping the session."""
+    if not session_key:
+        return AnonymousUser()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return auth.get_user(_SessionOnly(store))  # type: ignore[arg-type]
+
+
+async def identify(scope: dict[str, Any]) -> None:
+    """Record in ``scope`` (changed in place) who connects, and whether from an allowed page.
+
+    A valid token's user, else the session cookie's user (one thread hop, none
+    without a cookie), in ``scope["user"]``; why a token was refused in
+    ``scope[AUTH_ERROR]``; the origin verdict in ``scope[ORIGIN_OK]``.
+    """
+    token = offered_token(scope.get("subprotocols", []))
+    if token is not None:
+        scope["user"] = AnonymousUser()
+        await _authenticate(scope, token)
+    else:
+        cookies = parse_cookie(_header(scope, b"cookie") or "")
+        key = cookies.get(settings.SESSION_COOKIE_NAME)
+        scope["user"] = await database_sync_to_async(session_user)(key) if key else AnonymousUser()
+    _check_origin(scope)
+
+
+def _check_origin(scope: dict[str, Any]) -> None:
+    origin = _header(scope, b"origin")
+    allowed = origin_allowed(
+        origin, allowed_origins=conf.ALLOWED_ORIGINS, allowed_hosts=_allowed_hosts()
+    )
+    scope[ORIGIN_OK] = allowed or (origin is None and scope.get(VIA_TOKEN, False))
+
+
+async def _authenticate(scope: dict[str, Any], token: str) -> None:
+    try:
+        claims = read_token(token, max_age=conf.TOKEN_TTL)
+    except TokenError as exc:
+        scope[AUTH_ERROR] = str(exc)
+        return
+    first_use = await async_client().set(
+        conf.TOKEN_USED_PREFIX + claims.nonce,
+        b"1",
+        nx=True,
+        px=used_mark_milliseconds(conf.TOKEN_TTL),
+    )
+    if not first_use:
+        scope[AUTH_ERROR] = "expected a fresh token, got one that was already used"
+        return
+    user: AbstractBaseUser | None = await database_sync_to_async(_active_user)(claims.user_pk)
+    if user is None:
+        scope[AUTH_ERROR] = "expected a token of an active user, got one of an unknown user"
+        return
+    scope["user"] = user
+    scope[VIA_TOKEN] = True
+
+
 class JobUpdatesAuthMiddleware:
     """Token authentication and the origin check for WebSocket connections."""
 
@@ -123,32 +198,6 @@ class JobUpdatesAuthMiddleware:
             scope = dict(scope)
             token = offered_token(scope.get("subprotocols", []))
             if token is not None:
-                await self._authenticate(scope, token)
-            origin = _header(scope, b"origin")
-            allowed = origin_allowed(
-                origin, allowed_origins=conf.ALLOWED_ORIGINS, allowed_hosts=_allowed_hosts()
-            )
-            scope[ORIGIN_OK] = allowed or (origin is None and scope.get(VIA_TOKEN, False))
+                await _authenticate(scope, token)
+            _check_origin(scope)
         return await self.inner(scope, receive, send)
-
-    async def _authenticate(self, scope: dict[str, Any], token: str) -> None:
-        try:
-            claims = read_token(token, max_age=conf.TOKEN_TTL)
-        except TokenError as exc:
-            scope[AUTH_ERROR] = str(exc)
-            return
-        first_use = await async_client().set(
-            conf.TOKEN_USED_PREFIX + claims.nonce,
-            b"1",
-            nx=True,
-            px=used_mark_milliseconds(conf.TOKEN_TTL),
-        )
-        if not first_use:
-            scope[AUTH_ERROR] = "expected a fresh token, got one that was already used"
-            return
-        user: AbstractBaseUser | None = await database_sync_to_async(_active_user)(claims.user_pk)
-        if user is None:
-            scope[AUTH_ERROR] = "expected a token of an active user, got one of an unknown user"
-            return
-        scope["user"] = user
-        scope[VIA_TOKEN] = True

@@ -122,3 +122,69 @@ def test_job_forbidden_message_escapes_and_bounds_job_ids():
     assert "'0-xxx" in message
     assert "'4-xxx" in message
     assert "'5-" not in message
+
+
+def _session_of(user) -> str:
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    store["_auth_user_hash"] = user.get_session_auth_hash()
+    store.create()
+    return str(store.session_key)
+
+
+def _scope(cookie: str | None = None, *subprotocols: str) -> dict:
+    headers = [(b"origin", b"http://127.0.0.1:8000")]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode()))
+    return {"type": "websocket", "headers": headers, "subprotocols": list(subprotocols)}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_identify_finds_the_session_user_in_one_step(settings):
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+
+    from jobupdates.access.middleware import ORIGIN_OK, identify
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    user = await sync_to_async(User.objects.create_user)("ada", password="pw-12345678")
+    key = await sync_to_async(_session_of)(user)
+    scope = _scope(f"other=1; {settings.SESSION_COOKIE_NAME}={key}")
+    await identify(scope)
+    assert scope["user"].pk == user.pk
+    assert scope[ORIGIN_OK] is True
+    assert "session" not in scope, "expected the session not to be kept"
+
+    for cookie in (None, f"{settings.SESSION_COOKIE_NAME}=unknown-key", "other=1"):
+        scope = _scope(cookie)
+        await identify(scope)
+        assert not scope["user"].is_authenticated, cookie
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_whose_password_changed_is_anonymous(settings):
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+
+    from jobupdates.access.middleware import identify
+
+    user = await sync_to_async(User.objects.create_user)("bob", password="pw-12345678")
+    key = await sync_to_async(_session_of)(user)
+    user.set_password("another-pw-1234")
+    await sync_to_async(user.save)()
+    scope = _scope(f"{settings.SESSION_COOKIE_NAME}={key}")
+    await identify(scope)
+    assert not scope["user"].is_authenticated
+
+
+async def test_a_bad_token_is_recorded_and_the_cookie_is_not_read(settings):
+    from jobupdates.access.middleware import AUTH_ERROR, identify
+    from jobupdates.access.tokens import TOKEN_PREFIX
+
+    scope = _scope(f"{settings.SESSION_COOKIE_NAME}=whatever", TOKEN_PREFIX + "garbage")
+    await identify(scope)  # no database: the cookie is never looked up
+    assert scope[AUTH_ERROR]
+    assert not scope["user"].is_authenticated
