@@ -145,6 +145,10 @@ class Generator:
                         extra_headers=headers[index] if headers else shared,
                         websocket_handshake_timeout=handshake_timeout,
                     )
+                    if listener is None:  # picows: the server went during the handshake
+                        if transport is not None:
+                            transport.disconnect()
+                        raise ConnectionError("closed during the handshake")
                     try:
                         welcomes.append(await asyncio.wait_for(listener.welcomed, welcome_timeout))
                     except BaseException:

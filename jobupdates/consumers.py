@@ -5,15 +5,17 @@ what a connection receives is its :class:`~jobupdates.delivery.feed.Feed`, which
 fast-path layer (:mod:`jobupdates.delivery.layers`) writes to directly. With another
 channel layer, :meth:`JobUpdatesConsumer.job_update` hands updates to the feed.
 
-On connect: refuse (error message, then a close code) or accept; send
-``welcome``; join the group with the feed holding updates back; replay what
-the client missed (``?since=``) and the states of its jobs (``?job=``); then
-go live.
+On connect: refuse (error message, then a close code) or accept; join the
+group with the feed holding updates back; send ``welcome``; replay what the
+client missed (``?since=``) and the states of its jobs (``?job=``); then go
+live.
 
-Once it closes (its own ``close_with``, or the client), no client message is
-handled and sends are dropped, as Daphne drops them after a disconnect. Its
-teardown (admission, registry, group, sink) runs exactly once, however the
-consumer ends: a disconnect, an exception, or a cancellation.
+How it runs (a mailbox instead of a channel, no ORM thread hop, sends
+dropped after the close, a teardown run exactly once however it ends) is
+:class:`~jobupdates.delivery.connection.LeanWebsocketConsumer`'s. Once it
+closes (its own ``close_with``, or the client), no client message is
+handled. Its teardown releases the admission slot, the registry record, the
+group membership and the sink.
 """
 
 from __future__ import annotations
@@ -25,11 +27,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-
 from jobupdates import protocol
 from jobupdates.access import gate
 from jobupdates.access.admission import admission
@@ -37,15 +34,10 @@ from jobupdates.access.limits import Strikes, TokenBucket
 from jobupdates.access.tokens import SUBPROTOCOL
 from jobupdates.conf import conf
 from jobupdates.delivery.catchup import catch_up
-from jobupdates.delivery.daphne import (
-    CLOSED_SEND_ERRORS,
-    abort_later,
-    backlog_probe,
-    frame_writer,
-    raw_send,
-)
+from jobupdates.delivery.connection import LeanWebsocketConsumer
+from jobupdates.delivery.daphne import abort_later, backlog_probe, frame_writer, raw_send
 from jobupdates.delivery.faults import Fault, LayerFaults
-from jobupdates.delivery.feed import Feed, Send
+from jobupdates.delivery.feed import Feed
 from jobupdates.delivery.layers import JobUpdatesChannelLayer, job_update_send
 from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.registry import LocalClient, get_registry
@@ -60,108 +52,19 @@ logger = logging.getLogger(__name__)
 
 faults = LayerFaults(logger)
 """Malformed events that reach a consumer (a layer other than the fast path's)."""
-_handling: set[asyncio.Task[None]] = set()
-"""Tasks handling mailbox messages, kept until done."""
 SLOW_CLIENT_GRACE = 2.0
 """Seconds a slow client gets to read its close frame before the socket is aborted."""
 
 
-class JobUpdatesConsumer(AsyncWebsocketConsumer):
+class JobUpdatesConsumer(LeanWebsocketConsumer):
     """Serves ``/ws``: one instance per WebSocket connection."""
 
-    client_id: str = ""
     request: ConnectRequest = ConnectRequest()
     user_key: str | None = None
     admitted = False
-    closing = False
-    """Set once this server decided to close: client messages are ignored from then on."""
-    closed = False
-    """Set once the close was sent or the connection was found gone: sends are dropped."""
     torn_down = False
     feed: Feed | None = None
     presence: LocalClient | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Run the consumer; tear it down however it ends (see :meth:`teardown`).
-
-        With the fast layer, the consumer's channel is a mailbox
-        (:mod:`jobupdates.delivery.mailboxes`) and only the client's messages
-        are awaited, in Daphne's task for the connection: no task or queue of
-        its own. With another layer, Channels runs it as usual.
-        """
-        layer = get_channel_layer(self.channel_layer_alias)
-        try:
-            if isinstance(layer, JobUpdatesChannelLayer):
-                await self._serve(layer, scope, receive, self.guarded(send))
-            else:
-                await super().__call__(scope, receive, self.guarded(send))
-        finally:
-            # shielded: Daphne may cancel again (application_checker), the teardown goes on
-            await asyncio.shield(self.teardown(None))
-
-    async def _serve(
-        self, layer: JobUpdatesChannelLayer, scope: dict[str, Any], receive: Any, send: Send
-    ) -> None:
-        self.scope = scope
-        self.channel_layer = layer
-        self.base_send = send
-        self.channel_name = await layer.new_mailbox(self._deliver)
-        try:
-            while True:
-                await self.dispatch(await receive())
-        except StopConsumer:
-            pass
-        finally:
-            layer.close_mailbox(self.channel_name)
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        """Handle a message sent to this connection's mailbox, in a task of its own
-        (they are rare: a staff member's disconnect, the fast path's failure)."""
-        task = asyncio.get_running_loop().create_task(self._handle_sent(message))
-        _handling.add(task)
-        task.add_done_callback(_handling.discard)
-
-    async def _handle_sent(self, message: dict[str, Any]) -> None:
-        try:
-            await self.dispatch(message)
-        except Exception as exc:  # one bad message must not end the connection
-            logger.warning(
-                "client %s: could not handle %s (%s)",
-                self.client_id,
-                loggable(message.get("type")),
-                loggable(exc),
-            )
-
-    def guarded(self, send: Callable[[dict[str, Any]], Awaitable[object]]) -> Send:
-        """``send``, dropping what comes after the close instead of raising."""
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            if self.closed:
-                return
-            if message["type"] == "websocket.close":
-                self.closing = self.closed = True
-            try:
-                await send(message)
-            except CLOSED_SEND_ERRORS as exc:
-                self.closing = self.closed = True
-                logger.debug("client %s: send after the close dropped (%s)", self.client_id, exc)
-
-        return guarded_send
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the handler for ``message`` without Channels' ORM cleanup.
-
-        Channels 4.2+ runs ``close_old_connections`` in a thread before every
-        handler; that thread hop is about half the cost of relaying an update.
-        This consumer's ORM calls run in ``database_sync_to_async``, which
-        does that cleanup itself, so it skips the hop.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(
-                f"expected a message type this consumer handles, got {message['type']!r}"
-            )
-        await handler(message)
 
     async def connect(self) -> None:
         admitted = await gate.admit(self.scope)
@@ -310,14 +213,6 @@ class JobUpdatesConsumer(AsyncWebsocketConsumer):
             self.close_with(ErrorCode.SLOW_CLIENT, message, CloseCode.SLOW_CLIENT)
         )
         abort_later(raw_send(self.scope, self.base_send), SLOW_CLIENT_GRACE)
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """Like Channels' handler, minus its ORM cleanup thread hop (see :meth:`dispatch`)."""
-        await self.disconnect(message["code"])
-        raise StopConsumer
-
-    async def disconnect(self, code: int) -> None:
-        await self.teardown(code)
 
     async def teardown(self, code: int | None) -> None:
         """Release what the connection holds, once; each step fails on its own.

@@ -113,3 +113,20 @@ async def test_the_fast_layer_logs_and_counts_what_it_drops(
     text = metrics(stack, staff_cookie)
     assert 'jobupdates_layer_errors_total{reason="malformed_event"} 1.0' in text, text
     assert 'jobupdates_layer_errors_total{reason="undecodable"} 1.0' in text, text
+
+
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
+async def test_a_direct_message_the_consumer_cannot_handle_leaves_it_served(
+    stack, staff_cookie, publish, other_process
+):
+    """Sent to a connection's mailbox by another process: logged, the connection stays."""
+    mark = stack.daphne.mark()
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        client_id = await welcomed(ws)
+        channel = await channel_of(stack, client_id)
+        await other_process.send(channel, {"type": "no.such.handler"})
+        stack.daphne.wait_for(
+            rf"client {client_id}: could not handle 'no.such.handler' \(ValueError\(.expected a message",
+            after=mark,
+        )
+        await still_served(stack, other_process, ws, client_id, publish)
