@@ -126,7 +126,8 @@ async def test_a_direct_message_the_consumer_cannot_handle_leaves_it_served(
         channel = await channel_of(stack, client_id)
         await other_process.send(channel, {"type": "no.such.handler"})
         stack.daphne.wait_for(
-            rf"client {client_id}: could not handle 'no.such.handler' \(ValueError\(.expected a message",
+            rf"client {client_id}: could not handle 'no.such.handler' "
+            r"\(ValueError\(.expected a message",
             after=mark,
         )
         await still_served(stack, other_process, ws, client_id, publish)
