@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 __all__ = ["Strikes", "TokenBucket"]
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """A token bucket: ``rate`` tokens per second, holding at most ``burst``.
 
@@ -41,7 +41,7 @@ class TokenBucket:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class Strikes:
     """Counts offences; :meth:`add` says when the limit is reached."""
 

@@ -26,6 +26,22 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class Feed:
     """A connection's job updates: the all-jobs feed, or the jobs it subscribed to."""
 
+    __slots__ = (
+        "_held",
+        "_state_positions",
+        "backlog",
+        "jobs",
+        "last_replayed",
+        "max_backlog",
+        "max_held",
+        "on_overflow",
+        "overflowed",
+        "position",
+        "send",
+        "sent",
+        "write",
+    )
+
     def __init__(
         self,
         send: Send,
