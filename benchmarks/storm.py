@@ -4,9 +4,9 @@ The generator processes start every handshake of their share at the same
 moment (no concurrency limit); a client counts once its welcome frame came.
 The phase reports handshakes per second and the time from the first connect
 attempt to the last welcome (monotonic clock, shared by the processes), and
-the failures. It runs after the idle phase, on its own connections, so the
-idle memory per connection is measured on a server that has not yet grown
-its heap for a storm.
+the failures; with any failure, "until all welcomed" is None (not all were).
+It runs after the idle phase, on its own connections, so the idle memory per
+connection is measured on a server that has not yet grown its heap for a storm.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def storm(
         "storm: %d of %d welcomed in %.2f s",
         result["welcomed"],
         clients,
-        result["seconds_until_all_welcomed"] or 0.0,
+        result["seconds_until_last_welcome"] or 0.0,
     )
     return result
 
@@ -80,11 +80,13 @@ def _summary(reports: list[dict[str, Any]], clients: int) -> dict[str, Any]:
     attempts = [r["first_attempt"] for r in reports if r["first_attempt"] is not None]
     welcomes = [r["last_welcome"] for r in reports if r["last_welcome"] is not None]
     seconds = max(welcomes) - min(attempts) if attempts and welcomes else None
+    failed = sum(r["failed"] for r in reports)
     return {
         "clients": clients,
         "welcomed": welcomed,
-        "failed": sum(r["failed"] for r in reports),
+        "failed": failed,
         "errors": [e for r in reports for e in r["errors"]][:5],
-        "seconds_until_all_welcomed": seconds,
+        "seconds_until_last_welcome": seconds,
+        "seconds_until_all_welcomed": None if failed else seconds,
         "handshakes_per_second": welcomed / seconds if seconds else None,
     }
