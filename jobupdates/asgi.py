@@ -5,6 +5,9 @@ connection to ``/ws`` or ``/ws/`` is served in one step, with one copy of the
 scope and one coroutine frame before the consumer (a connection's memory and
 handshake time count: see docs/performance.md):
 
+0. A turn among ``JOBUPDATES_MAX_HANDSHAKES`` handshakes in progress
+   (:mod:`jobupdates.access.handshakes`): without one within
+   ``JOBUPDATES_HANDSHAKE_WAIT`` seconds, ``server_busy`` and close 1013.
 1. Daphne's own ``send`` is recorded (``scope[RAW_SEND]``), so the fast path
    writes straight to the socket and can measure a slow client's unsent bytes.
 2. :func:`~jobupdates.access.middleware.identify`: a valid token's user, else
@@ -31,9 +34,10 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver
 
+from jobupdates.access.handshakes import HANDSHAKE_DONE, HandshakeGate, refuse_busy
 from jobupdates.delivery.daphne import RAW_SEND, RawSendMiddleware
 
-__all__ = ["WS_PATH", "WebSocketApplication", "websocket_application"]
+__all__ = ["HANDSHAKE_DONE", "WS_PATH", "WebSocketApplication", "websocket_application"]
 
 WS_PATH = re.compile(r"/ws/?")
 """The paths the consumer serves (``jobupdates.routing`` routes the same)."""
@@ -45,9 +49,11 @@ class WebSocketApplication:
     def __init__(self, consumer: Any, other: Any | None) -> None:
         self.consumer = consumer
         self.other = other
+        self.handshakes = HandshakeGate()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         from jobupdates.access.middleware import identify
+        from jobupdates.conf import conf
 
         path = scope.get("path", "")
         root = scope.get("root_path", "")
@@ -57,9 +63,16 @@ class WebSocketApplication:
             if self.other is None:
                 raise ValueError(f"expected a WebSocket to /ws, got {scope['type']} {path!r}")
             return await self.other(scope, receive, send)
-        scope = {**scope, RAW_SEND: send}
-        await identify(scope)
-        return await self.consumer(scope, receive, send)
+        release = await self.handshakes.enter(conf.MAX_HANDSHAKES, conf.HANDSHAKE_WAIT)
+        if release is None:
+            await refuse_busy(receive, send)
+            return None
+        scope = {**scope, RAW_SEND: send, HANDSHAKE_DONE: release}
+        try:
+            await identify(scope)
+            return await self.consumer(scope, receive, send)
+        finally:
+            release()  # the consumer gives its turn back once connected; this is for the rest
 
 
 def websocket_application(

@@ -30,6 +30,7 @@ from typing import Any
 from jobupdates import protocol
 from jobupdates.access import gate
 from jobupdates.access.admission import admission
+from jobupdates.access.handshakes import HANDSHAKE_DONE
 from jobupdates.access.limits import Strikes, TokenBucket
 from jobupdates.access.tokens import SUBPROTOCOL
 from jobupdates.conf import conf
@@ -67,6 +68,12 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
     presence: LocalClient | None = None
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        finally:  # connected or refused: the next handshake may start
+            self.scope.get(HANDSHAKE_DONE, _nothing)()
+
+    async def _connect(self) -> None:
         admitted = await gate.admit(self.scope)
         if not isinstance(admitted, gate.Admitted):
             await self.refuse(*admitted)
@@ -283,3 +290,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
         await self.close_with(
             ErrorCode.DISCONNECTED_BY_STAFF, message, CloseCode.DISCONNECTED_BY_STAFF
         )
+
+
+def _nothing() -> None:
+    """No handshake turn to give back (a stack without ``jobupdates.asgi``)."""

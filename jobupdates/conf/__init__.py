@@ -232,6 +232,19 @@ class Settings:
         return self._get("MAX_CONNECTIONS_PER_PROCESS", 10_000, v.integer(1))
 
     @property
+    def MAX_HANDSHAKES(self) -> int:
+        """Handshakes one server process works on at once; the others wait their turn
+        up to ``HANDSHAKE_WAIT`` seconds, then get ``server_busy`` and close 1013.
+        Default: ``64``."""
+        return self._get("MAX_HANDSHAKES", 64, v.integer(1))
+
+    @property
+    def HANDSHAKE_WAIT(self) -> float:
+        """Seconds a handshake may wait for its turn; keep it under Daphne's
+        ``--websocket_connect_timeout`` (5). Default: ``2``."""
+        return self._get("HANDSHAKE_WAIT", 2.0, v.real(0.0))
+
+    @property
     def MAX_CONNECTIONS_PER_USER(self) -> int:
         """Connections one user may hold on one server process; more get close code 4429.
         Default: ``20``."""

@@ -39,6 +39,7 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_BAD_FRAMES = "too_many_bad_frames"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SERVER_FULL = "server_full"
+    SERVER_BUSY = "server_busy"
     SLOW_CLIENT = "slow_client"
     SERVER_RESTARTING = "server_restarting"
     INTERNAL_ERROR = "internal_error"
@@ -55,6 +56,7 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
     DISCONNECTED_BY_STAFF = 4000
     PROTOCOL_ERROR = 4400
     UNAUTHENTICATED = 4401
