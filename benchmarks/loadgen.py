@@ -21,36 +21,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import uvloop
-from picows import WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSTransport
 
+from benchmarks.loadgen_connect import Connection, connect_all
 from harness.updates import job_update
 
 logger = logging.getLogger(__name__)
 
 WINDOW_STALL_SECONDS = 2.0
 """How long the windowed publisher waits for a message every connection should have."""
-
-
-class Connection(WSListener):  # type: ignore[misc]
-    """One client: tells the generator about every text frame, and when it is welcomed
-    (``welcomed`` resolves to the welcome's receipt time)."""
-
-    def __init__(self, generator: Generator) -> None:
-        super().__init__()
-        self.generator = generator
-        self.welcomed = asyncio.get_running_loop().create_future()
-
-    def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
-        if frame.msg_type is WSMsgType.TEXT:
-            self.generator.on_text(self, frame.get_payload_as_bytes(), time.monotonic())
-        elif frame.msg_type is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.generator.disconnects += 1
-        if not self.welcomed.done():
-            self.welcomed.set_exception(ConnectionError("closed before the welcome frame"))
 
 
 class Generator:
@@ -120,53 +99,25 @@ class Generator:
         cookies: list[str] | None = None,
         handshake_timeout: float = 5.0,
         welcome_timeout: float = 30.0,
+        busy_attempts: int = 1,
     ) -> dict[str, Any]:
         """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes.
 
-        Connection i sends ``cookies[i]`` if ``cookies`` is given, else ``cookie``.
-        Reports the monotonic times of the first connect attempt and the last
-        welcome, which compare across generator processes.
+        Connection i sends ``cookies[i]`` if ``cookies`` is given, else ``cookie``;
+        one refused as busy (close 1013) tries up to ``busy_attempts`` times in
+        all. Reports the monotonic times of the first connect attempt and the
+        last welcome, which compare across generator processes, and the busy
+        refusals (:func:`benchmarks.loadgen_connect.connect_all`).
         """
-        limit = asyncio.Semaphore(concurrency)
-        shared = {"Origin": origin, **({"Cookie": cookie} if cookie else {})}
-        headers = [{"Origin": origin, "Cookie": c} for c in cookies] if cookies else None
-        errors: list[str] = []
-        attempts: list[float] = []
-        welcomes: list[float] = []
-        started = time.monotonic()
-
-        async def one(index: int) -> None:
-            async with limit:
-                try:
-                    attempts.append(time.monotonic())
-                    transport, listener = await ws_connect(
-                        lambda: Connection(self),
-                        url,
-                        extra_headers=headers[index] if headers else shared,
-                        websocket_handshake_timeout=handshake_timeout,
-                    )
-                    if listener is None:  # picows: the server went during the handshake
-                        if transport is not None:
-                            transport.disconnect()
-                        raise ConnectionError("closed during the handshake")
-                    try:
-                        welcomes.append(await asyncio.wait_for(listener.welcomed, welcome_timeout))
-                    except BaseException:
-                        transport.disconnect()
-                        raise
-                    self.transports.append(transport)  # only welcomed ones expect updates
-                except Exception as exc:  # any failure is counted and reported
-                    errors.append(f"{type(exc).__name__}: {exc}")
-
-        await asyncio.gather(*(one(index) for index in range(count)))
-        return {
-            "connected": count - len(errors),
-            "failed": len(errors),
-            "errors": errors[:5],
-            "seconds": time.monotonic() - started,
-            "first_attempt": min(attempts, default=None),
-            "last_welcome": max(welcomes, default=None),
-        }
+        if cookies and len(cookies) < count:
+            raise ValueError(f"expected {count} cookies, got {len(cookies)}")
+        if cookies:
+            headers = [{"Origin": origin, "Cookie": c} for c in cookies[:count]]
+        else:
+            headers = [{"Origin": origin, **({"Cookie": cookie} if cookie else {})}] * count
+        return await connect_all(
+            self, url, headers, concurrency, (handshake_timeout, welcome_timeout), busy_attempts
+        )
 
     async def publish(
         self,

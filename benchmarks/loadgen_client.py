@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any
 
+from benchmarks.backoff import worst_case_seconds
 from benchmarks.sysstats import pin
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class GeneratorPool:
         concurrency: int | None = 50,
         cookies: list[str] | None = None,
         timeout: float | None = None,
+        busy_attempts: int = 1,
     ) -> list[dict[str, Any]]:
         """Open every process's share of the connections; return each one's report.
 
@@ -117,6 +119,9 @@ class GeneratorPool:
             cookies: One Cookie header per connection (overrides ``cookie``).
             timeout: Seconds each connection may take for its handshake and its
                 welcome (default: picows's 5 s, then 30 s).
+            busy_attempts: Attempts per connection while the server refuses it
+                as busy (close 1013), with ``jobupdates.js``'s backoff between
+                them; 1: a busy refusal is a failure.
         """
         if cookies is not None and len(cookies) < sum(self.shares):
             raise ValueError(f"expected {sum(self.shares)} cookies, got {len(cookies)}")
@@ -132,11 +137,14 @@ class GeneratorPool:
                     "count": share,
                     "concurrency": concurrency or share,
                     "cookies": cookies[start : start + share] if cookies else None,
+                    "busy_attempts": busy_attempts,
                     **options,
                 }
             )
             start += share
-        wait = max(120.0, max(self.shares) / 50) + 2 * (timeout or 0)
+        wait = max(120.0, max(self.shares) / 50) + worst_case_seconds(
+            busy_attempts, 2 * (timeout or 0)
+        )
         return [process.reply(timeout=wait) for process in self.processes]
 
     def publish(self, timeout: float, **options: Any) -> dict[str, Any]:

@@ -45,6 +45,9 @@ METRICS: dict[str, tuple[str, ...]] = {
     "storm_handshakes_per_second": ("storm", "handshakes_per_second"),
     "storm_seconds": ("storm", "seconds_until_all_welcomed"),
     "storm_server_cpu_us_per_handshake": ("storm", "server_cpu_us_per_handshake"),
+    "storm_welcomed_first_attempt": ("storm", "welcomed_first_attempt"),
+    "storm_refused_busy": ("storm", "refused_busy"),
+    "storm_retries": ("storm", "retries"),
 }
 RATIOS = (
     "server_cpu_us_per_delivery",
@@ -187,6 +190,9 @@ def table(results: dict[str, Any]) -> str:
         ("  x websockets", "storm_seconds", 2, True),
         ("storm server CPU us/handshake", "storm_server_cpu_us_per_handshake", 0, False),
         ("storm failed / clients", "storm_failed", 0, False),
+        ("storm welcomed at the first attempt", "storm_welcomed_first_attempt", 0, False),
+        ("storm clients refused busy (1013) at least once", "storm_refused_busy", 0, False),
+        ("storm retries after busy", "storm_retries", 0, False),
     ]
     lines = [
         "| metric (median of rounds) | " + " | ".join(names) + " |",

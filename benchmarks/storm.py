@@ -2,9 +2,14 @@
 
 The generator processes start every handshake of their share at the same
 moment (no concurrency limit); a client counts once its welcome frame came.
+A client the server refuses as busy (``server_busy``, close 1013) comes back
+as ``jobupdates.js`` does, after a jittered backoff, up to
+:data:`benchmarks.backoff.MAX_ATTEMPTS` attempts; any other failure is final.
 The phase reports handshakes per second and the time from the first connect
-attempt to the last welcome (monotonic clock, shared by the processes), and
-the failures; with any failure, "until all welcomed" is None (not all were).
+attempt to the last welcome, retries included (monotonic clock, shared by the
+processes), the clients welcomed at their first attempt, those refused busy
+at least once, the retries, and the failures; with any failure, "until all
+welcomed" is None (not all were).
 It runs after the idle phase, on its own connections, so the idle memory per
 connection is measured on a server that has not yet grown its heap for a storm.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from benchmarks.backoff import MAX_ATTEMPTS
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.phases import Sample, wait_for_quiet
 from benchmarks.sysstats import listen_overflows
@@ -45,6 +51,7 @@ def storm(
         concurrency=None,
         cookies=cookies[:clients] if stack.cookie else None,
         timeout=TIMEOUT_SECONDS,
+        busy_attempts=MAX_ATTEMPTS,
     )
     usage = Sample.take(stack, pool).since(before)
     overflowed = listen_overflows() - overflows
@@ -66,10 +73,13 @@ def storm(
     if result["failed"]:
         result["flags"].append(f"{result['failed']} storm clients failed: {result['errors']}")
     logger.info(
-        "storm: %d of %d welcomed in %.2f s",
+        "storm: %d of %d welcomed in %.2f s (%d at the first attempt, %d refused busy, %d retries)",
         result["welcomed"],
         clients,
         result["seconds_until_last_welcome"] or 0.0,
+        result["welcomed_first_attempt"],
+        result["refused_busy"],
+        result["retries"],
     )
     return result
 
@@ -85,6 +95,9 @@ def _summary(reports: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         "clients": clients,
         "welcomed": welcomed,
         "failed": failed,
+        "welcomed_first_attempt": sum(r["welcomed_first_attempt"] for r in reports),
+        "refused_busy": sum(r["refused_busy"] for r in reports),
+        "retries": sum(r["retries"] for r in reports),
         "errors": [e for r in reports for e in r["errors"]][:5],
         "seconds_until_last_welcome": seconds,
         "seconds_until_all_welcomed": None if failed else seconds,
