@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any, Protocol, cast
 
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
@@ -105,6 +106,7 @@ async def connect_all(
         "connected": len(headers) - len(errors),
         "failed": len(errors),
         "errors": errors[:5],
+        "error_counts": dict(Counter(errors).most_common(10)),
         "seconds": time.monotonic() - started,
         "first_attempt": min(attempts, default=None),
         "last_welcome": max(welcomes, default=None),

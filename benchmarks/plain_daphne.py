@@ -16,7 +16,6 @@ Daphne's own cost (Twisted, autobahn, the ASGI queue per connection).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from autobahn.exception import Disconnected
 
+from benchmarks.reference_server import client_frame, encode
 from harness.updates import CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -35,28 +35,6 @@ Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 CLOSED_SEND_ERRORS = (Disconnected, OSError)
 """What Daphne's ``send`` raises between a close frame and the disconnect."""
-
-
-def encode(value: object) -> str:
-    """Encode as the project does: compact, non-ASCII kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def client_frame(data: bytes | str) -> str | None:
-    """Return the client frame of one published update, or None if it is not valid."""
-    try:
-        update = json.loads(data)
-        return encode(
-            {
-                "type": "job_update",
-                "job_id": update["job_id"],
-                "status": update["status"],
-                "data": update.get("data"),
-            }
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        logger.warning("rejected message: %s", exc)
-        return None
 
 
 class Broadcaster:

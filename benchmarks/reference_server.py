@@ -32,6 +32,23 @@ def encode(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def client_frame(data: bytes | str) -> str | None:
+    """Return the client frame of one published update, or None if it is not valid."""
+    try:
+        update = json.loads(data)
+        return encode(
+            {
+                "type": "job_update",
+                "job_id": update["job_id"],
+                "status": update["status"],
+                "data": update.get("data"),
+            }
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("rejected message: %s", exc)
+        return None
+
+
 class Broadcaster:
     """The set of open connections and the Redis loop that feeds them."""
 
@@ -58,20 +75,9 @@ class Broadcaster:
                 message = await pubsub.get_message(timeout=0.5)
                 if message is None:
                     continue
-                try:
-                    update = json.loads(message["data"])
-                    frame = encode(
-                        {
-                            "type": "job_update",
-                            "job_id": update["job_id"],
-                            "status": update["status"],
-                            "data": update.get("data"),
-                        }
-                    )
-                except (ValueError, KeyError, TypeError) as exc:
-                    logger.warning("rejected message: %s", exc)
-                    continue
-                broadcast(self.clients, frame)
+                frame = client_frame(message["data"])
+                if frame is not None:
+                    broadcast(self.clients, frame)
 
 
 async def run(host: str, port: int, redis_url: str, channel: str) -> None:

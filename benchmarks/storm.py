@@ -17,6 +17,7 @@ connection is measured on a server that has not yet grown its heap for a storm.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from benchmarks.backoff import MAX_ATTEMPTS
@@ -99,6 +100,7 @@ def _summary(reports: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         "refused_busy": sum(r["refused_busy"] for r in reports),
         "retries": sum(r["retries"] for r in reports),
         "errors": [e for r in reports for e in r["errors"]][:5],
+        "error_counts": dict(sum((Counter(r["error_counts"]) for r in reports), Counter())),
         "seconds_until_last_welcome": seconds,
         "seconds_until_all_welcomed": None if failed else seconds,
         "handshakes_per_second": welcomed / seconds if seconds else None,

@@ -88,10 +88,14 @@ def test_storm_welcomes_every_client_on_every_kind_of_target(tmp_path: Path) -> 
         assert storm["welcomed"] == STORM_CLIENTS, f"{run['target']}: {storm}"
         assert storm["failed"] == 0, f"{run['target']}: {storm}"
         assert storm["closed"] == STORM_CLIENTS, f"{run['target']}: {storm}"
+        assert storm["welcomed_first_attempt"] + storm["refused_busy"] == STORM_CLIENTS, storm
+        assert storm["retries"] >= storm["refused_busy"], f"{run['target']}: {storm}"
         assert run["connect"]["connected"] == STORM_CLIENTS, f"{run['target']}: {run['connect']}"
         assert run["server_errors"] == [], f"{run['target']}: {run['server_errors']}"
     assert row(table, "metric (median of rounds)") == ["project", "websockets", "daphne"]
     for label in ("storm handshakes/s", "storm s until all welcomed", "idle KB/connection"):
         assert "-" not in row(table, label), f"expected a figure per target in {label!r}"
     assert row(table, "storm failed / clients") == [f"0 / {STORM_CLIENTS}"] * 3
+    for label in ("storm welcomed at the first attempt", "storm retries after busy"):
+        assert "-" not in row(table, label), f"expected a figure per target in {label!r}"
     assert row(table, "connect storm vs websockets")[1] == "<= 3x"
