@@ -1,7 +1,7 @@
 """Come back later, as ``jobupdates.js`` does when the server says it is busy.
 
 A server that admits only so many handshakes at once refuses the rest with an
-``error`` frame (``server_busy``) and close code 1013 (Try Again Later). The
+``error`` frame (``server_busy``) and close code 4503 (come back later). The
 page's client then reconnects after a delay drawn uniformly from
 ``[0, min(30 s, 0.5 s * 2**attempt)]`` ("full jitter"; ``attempt`` is 0 for the
 first retry). The storm's generator does the same for that refusal only; any
@@ -20,7 +20,7 @@ __all__ = [
     "worst_case_seconds",
 ]
 
-BUSY_CLOSE_CODE = 1013
+BUSY_CLOSE_CODE = 4503
 """Try Again Later: the server's refusal of a handshake it had no turn for."""
 INITIAL_CEILING = 0.5
 """Seconds: the ceiling of the first retry's delay (``backoffInitial``)."""
@@ -31,7 +31,7 @@ MAX_ATTEMPTS = 20
 
 
 class ServerBusyError(ConnectionError):
-    """The server closed the connection with 1013 before its welcome."""
+    """The server closed the connection with 4503 before its welcome."""
 
 
 def ceiling(retry: int) -> float:

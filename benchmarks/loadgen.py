@@ -104,7 +104,7 @@ class Generator:
         """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes.
 
         Connection i sends ``cookies[i]`` if ``cookies`` is given, else ``cookie``;
-        one refused as busy (close 1013) tries up to ``busy_attempts`` times in
+        one refused as busy (close 4503) tries up to ``busy_attempts`` times in
         all. Reports the monotonic times of the first connect attempt and the
         last welcome, which compare across generator processes, and the busy
         refusals (:func:`benchmarks.loadgen_connect.connect_all`).

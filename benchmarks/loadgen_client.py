@@ -120,7 +120,7 @@ class GeneratorPool:
             timeout: Seconds each connection may take for its handshake and its
                 welcome (default: picows's 5 s, then 30 s).
             busy_attempts: Attempts per connection while the server refuses it
-                as busy (close 1013), with ``jobupdates.js``'s backoff between
+                as busy (close 4503), with ``jobupdates.js``'s backoff between
                 them; 1: a busy refusal is a failure.
         """
         if cookies is not None and len(cookies) < sum(self.shares):

@@ -1,7 +1,7 @@
 """The load generator's connections: one picows listener each, and how they are opened.
 
 :func:`connect_all` opens a generator's share of the connections and awaits
-their welcomes. A connection the server refuses as busy (close 1013 before its
+their welcomes. A connection the server refuses as busy (close 4503 before its
 welcome) comes back after a jittered backoff, as ``jobupdates.js`` does
 (:mod:`benchmarks.backoff`); any other failure is final. Per connection there
 is the listener and its transport, nothing more: the counts live in one dict
@@ -34,7 +34,7 @@ class Receiver(Protocol):
 class Connection(WSListener):  # type: ignore[misc]
     """One client: tells the generator about every text frame, and when it is welcomed
     (``welcomed`` resolves to the welcome's receipt time, or fails: with
-    :class:`ServerBusyError` on a close 1013 before it, else ConnectionError)."""
+    :class:`ServerBusyError` on a close 4503 before it, else ConnectionError)."""
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()

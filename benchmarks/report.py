@@ -191,7 +191,7 @@ def table(results: dict[str, Any]) -> str:
         ("storm server CPU us/handshake", "storm_server_cpu_us_per_handshake", 0, False),
         ("storm failed / clients", "storm_failed", 0, False),
         ("storm welcomed at the first attempt", "storm_welcomed_first_attempt", 0, False),
-        ("storm clients refused busy (1013) at least once", "storm_refused_busy", 0, False),
+        ("storm clients refused busy (4503) at least once", "storm_refused_busy", 0, False),
         ("storm retries after busy", "storm_retries", 0, False),
     ]
     lines = [

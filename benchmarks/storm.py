@@ -2,7 +2,7 @@
 
 The generator processes start every handshake of their share at the same
 moment (no concurrency limit); a client counts once its welcome frame came.
-A client the server refuses as busy (``server_busy``, close 1013) comes back
+A client the server refuses as busy (``server_busy``, close 4503) comes back
 as ``jobupdates.js`` does, after a jittered backoff, up to
 :data:`benchmarks.backoff.MAX_ATTEMPTS` attempts; any other failure is final.
 The phase reports handshakes per second and the time from the first connect

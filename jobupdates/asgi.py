@@ -7,7 +7,7 @@ handshake time count: see docs/performance.md):
 
 0. A turn among ``JOBUPDATES_MAX_HANDSHAKES`` handshakes in progress
    (:mod:`jobupdates.access.handshakes`): without one within
-   ``JOBUPDATES_HANDSHAKE_WAIT`` seconds, ``server_busy`` and close 1013.
+   ``JOBUPDATES_HANDSHAKE_WAIT`` seconds, ``server_busy`` and close 4503.
 1. Daphne's own ``send`` is recorded (``scope[RAW_SEND]``), so the fast path
    writes straight to the socket and can measure a slow client's unsent bytes.
 2. :func:`~jobupdates.access.middleware.identify`: a valid token's user, else

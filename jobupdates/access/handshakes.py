@@ -7,7 +7,8 @@ before the consumer accepts, so Daphne refuses them with a bare 403 (2 of
 10,000 got in; docs/performance.md). :class:`HandshakeGate` lets
 ``JOBUPDATES_MAX_HANDSHAKES`` proceed, in arrival order; the others wait up
 to ``JOBUPDATES_HANDSHAKE_WAIT`` seconds for a turn, then are told to come
-back (``server_busy``, close 1013), which ``jobupdates.js`` does with jittered
+back (``server_busy``, close 4503, as when the process is full: Daphne's
+WebSocket library refuses to send 1013), which ``jobupdates.js`` does with jittered
 backoff. The process spends its time finishing handshakes, not abandoning them.
 """
 
@@ -73,7 +74,7 @@ class HandshakeGate:
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY:
             logger.warning(
-                "refused %d handshake(s) as busy (server_busy, 1013): %d in progress "
+                "refused %d handshake(s) as busy (server_busy, 4503): %d in progress "
                 "already, none freed within %.1fs (JOBUPDATES_MAX_HANDSHAKES, "
                 "JOBUPDATES_HANDSHAKE_WAIT)",
                 self._unlogged,
@@ -85,7 +86,7 @@ class HandshakeGate:
 
 
 async def refuse_busy(receive: Any, send: Any) -> None:
-    """Accept, say ``server_busy``, close with 1013 (Try Again Later).
+    """Accept, say ``server_busy``, close with 4503 (come back later, with backoff).
 
     Accepted first: a close before accept reaches a browser as a bare HTTP 403.
     """
@@ -94,4 +95,4 @@ async def refuse_busy(receive: Any, send: Any) -> None:
         return
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": error_frame(ErrorCode.SERVER_BUSY, BUSY_MESSAGE)})
-    await send({"type": "websocket.close", "code": int(CloseCode.TRY_AGAIN_LATER)})
+    await send({"type": "websocket.close", "code": int(CloseCode.SERVER_FULL)})

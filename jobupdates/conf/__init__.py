@@ -234,15 +234,15 @@ class Settings:
     @property
     def MAX_HANDSHAKES(self) -> int:
         """Handshakes one server process works on at once; the others wait their turn
-        up to ``HANDSHAKE_WAIT`` seconds, then get ``server_busy`` and close 1013.
+        up to ``HANDSHAKE_WAIT`` seconds, then get ``server_busy`` and close 4503.
         Default: ``64``."""
         return self._get("MAX_HANDSHAKES", 64, v.integer(1))
 
     @property
     def HANDSHAKE_WAIT(self) -> float:
         """Seconds a handshake may wait for its turn; keep it under Daphne's
-        ``--websocket_connect_timeout`` (5). Default: ``2``."""
-        return self._get("HANDSHAKE_WAIT", 2.0, v.real(0.0))
+        ``--websocket_connect_timeout`` (5) less a handshake's own time. Default: ``3.5``."""
+        return self._get("HANDSHAKE_WAIT", 3.5, v.real(0.0))
 
     @property
     def MAX_CONNECTIONS_PER_USER(self) -> int:

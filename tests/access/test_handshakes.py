@@ -17,7 +17,7 @@ async def test_the_gate_lets_limit_in_and_refuses_the_rest_after_the_wait(caplog
     assert first is not None
     assert await gate.enter(1, 0.05) is None
     assert gate.refused == 1
-    assert "refused 1 handshake(s) as busy (server_busy, 1013)" in caplog.text
+    assert "refused 1 handshake(s) as busy (server_busy, 4503)" in caplog.text
     first()
     first()  # giving a turn back twice gives back one
     second = await gate.enter(1, 0.05)
@@ -56,7 +56,7 @@ async def test_a_handshake_without_a_turn_is_told_to_come_back(settings):
     busy = WebsocketCommunicator(application, "/ws", headers=headers)
     assert (await busy.connect())[0]
     error = await busy.receive_json_from()
-    assert (error["code"], (await busy.receive_output())["code"]) == ("server_busy", 1013)
+    assert (error["code"], (await busy.receive_output())["code"]) == ("server_busy", 4503)
     held()
     served = WebsocketCommunicator(application, "/ws", headers=headers)
     assert (await served.connect())[0]  # reached the consumer, which refuses the origin
