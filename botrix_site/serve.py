@@ -31,6 +31,11 @@ BACKLOG = 4096
 APPLICATION = "botrix_site.asgi:application"
 
 
+CONNECT_TIMEOUT = 10
+"""Seconds Daphne gives the application to accept (its default, 5, is the first to go
+in a reconnect storm: docs/performance.md); jobupdates.js gives up after 10 s too."""
+
+
 def daphne_argv(host: str, port: int, *extra: str, fd: int | None = None) -> list[str]:
     """Return Daphne's command-line arguments for the project (``fd``: listen on that
     inherited socket instead of ``host:port``)."""
@@ -47,6 +52,8 @@ def daphne_argv(host: str, port: int, *extra: str, fd: int | None = None) -> lis
         str(PING_TIMEOUT),
         "--websocket_timeout",
         "-1",
+        "--websocket_connect_timeout",
+        str(CONNECT_TIMEOUT),
         *extra,
         APPLICATION,
     ]

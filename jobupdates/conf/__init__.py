@@ -241,8 +241,9 @@ class Settings:
     @property
     def HANDSHAKE_WAIT(self) -> float:
         """Seconds a handshake may wait for its turn; keep it under Daphne's
-        ``--websocket_connect_timeout`` (5) less a handshake's own time. Default: ``3.5``."""
-        return self._get("HANDSHAKE_WAIT", 3.5, v.real(0.0))
+        ``--websocket_connect_timeout`` (10 with ``botrix_site.serve``; Daphne's own
+        default is 5) less a handshake's own time. Default: ``6``."""
+        return self._get("HANDSHAKE_WAIT", 6.0, v.real(0.0))
 
     @property
     def MAX_CONNECTIONS_PER_USER(self) -> int:
