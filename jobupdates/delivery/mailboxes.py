@@ -25,6 +25,7 @@ message.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -45,10 +46,12 @@ class Slot(Protocol):
 
 
 def process_channel(prefix: str, instance: str) -> str:
-    """The start of this process's mailbox names, ``instance`` made name-safe (and
-    so free of glob characters: the process subscribes to it followed by ``*``)."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in instance)
-    return f"{prefix}specific.{safe}{SEPARATOR}"
+    """The start of this process's mailbox names: a digest of ``instance`` (its host,
+    pid and a random part), so the name is short (Channels' names stay under 100
+    characters, whatever the host's name) and free of glob characters (the
+    process subscribes to it followed by ``*``)."""
+    digest = hashlib.blake2b(instance.encode(), digest_size=8).hexdigest()
+    return f"{prefix}specific.{digest}{SEPARATOR}"
 
 
 def mailbox_name(process: str) -> str:

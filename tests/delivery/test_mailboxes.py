@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import pytest
 import redis.asyncio as aioredis
@@ -43,10 +44,12 @@ async def layers(redis_server):
     await stock.flush()
 
 
-def test_the_process_channel_is_a_safe_name_without_glob_characters():
-    name = process_channel("asgi", "host*[a]?:12:ab cd")
-    assert name == "asgispecific.host--a---12-ab-cd!"
+def test_the_process_channel_is_short_and_free_of_glob_characters():
+    name = process_channel("asgi", "a-very-long-pod-name-" * 5 + "*[a]?:12:ab cd")
+    assert re.fullmatch(r"asgispecific\.[0-9a-f]{16}!", name), name
     assert name.endswith(SEPARATOR)
+    assert process_channel("asgi", "h:1:a") != process_channel("asgi", "h:2:a")
+    assert len(name) + 32 < 100, "expected a mailbox name under Channels' 100 characters"
 
 
 async def test_a_send_from_any_process_reaches_the_mailbox(layers, redis_server):
