@@ -113,6 +113,28 @@ def frame_writer(send: Any) -> Callable[[bytes], None] | None:
     return write
 
 
+def sendable_close(code: int) -> bool:
+    """Whether Daphne can send close ``code`` from a ``websocket.close`` message:
+    autobahn's ``sendClose`` (which it calls) refuses all but 1000 and 3000-4999
+    (1011, 1012 and 1013 among them), and the application then fails."""
+    return code == 1000 or 3000 <= code <= 4999
+
+
+def close_framer(send: Any) -> Callable[[int], None] | None:
+    """Return a function that sends a close frame with any code on ``send``'s
+    connection, if it is still open: autobahn's ``sendCloseFrame``, as the
+    drain sends 1012. None under another server (which takes any code)."""
+    protocol = _protocol(send)
+    if not hasattr(protocol, "sendCloseFrame") or not hasattr(protocol, "STATE_OPEN"):
+        return None
+
+    def close(code: int) -> None:
+        if protocol.state == protocol.STATE_OPEN:
+            protocol.sendCloseFrame(code=code)
+
+    return close
+
+
 def abort_later(send: Any, delay: float) -> None:
     """Drop the connection behind ``send`` after ``delay`` seconds if it is still open.
 

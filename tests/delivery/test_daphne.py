@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from jobupdates.delivery.daphne import backlog_probe, frame_writer
+from jobupdates.delivery.daphne import backlog_probe, close_framer, frame_writer, sendable_close
 
 
 class Transport:
@@ -32,6 +32,10 @@ class Protocol:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.state = self.STATE_OPEN
+        self.closes: list[int] = []
+
+    def sendCloseFrame(self, code: int) -> None:
+        self.closes.append(code)
 
 
 async def handle_reply(protocol, message):
@@ -94,3 +98,37 @@ def test_other_servers_get_no_writer_or_probe():
 
     assert frame_writer(plain_send) is None
     assert backlog_probe(plain_send) is None
+    assert close_framer(plain_send) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "sendable"),
+    [(1000, True), (1011, False), (1012, False), (1013, False), (4503, True), (4999, True)],
+)
+def test_which_close_codes_daphne_can_send_from_websocket_close(code, sendable):
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    class Recorder:
+        def sendCloseFrame(self, code=None, **_):
+            self.sent = code
+
+    recorder = Recorder()
+    try:  # what autobahn itself says, not a copy of its rule
+        WebSocketProtocol.sendClose(recorder, code=code)
+    except Exception:
+        assert not sendable
+    else:
+        assert sendable
+        assert recorder.sent == code
+    assert sendable_close(code) is sendable
+
+
+def test_the_close_framer_sends_any_code_while_the_connection_is_open(pair):
+    server, _ = pair
+    send, protocol = daphne_send(server)
+    close = close_framer(send)
+    assert close is not None
+    close(1011)
+    protocol.state = 3
+    close(1011)
+    assert protocol.closes == [1011]

@@ -23,6 +23,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from websockets.asyncio.client import ClientConnection
 
 from harness.clients import recv_json, welcomed, ws_connect
+from jobupdates.delivery.layers import SINK_FAILED_EVENT
 from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
 from jobupdates.protocol import JOB_UPDATE_EVENT
 from tests.conftest import LAYER_SETTINGS, Stack
@@ -131,3 +132,21 @@ async def test_a_direct_message_the_consumer_cannot_handle_leaves_it_served(
             after=mark,
         )
         await still_served(stack, other_process, ws, client_id, publish)
+
+
+@pytest.mark.parametrize("stack", ["fast"], indirect=True)
+async def test_a_failed_delivery_closes_that_connection_with_1011_at_once(
+    stack, staff_cookie, other_process
+):
+    """Daphne's ``websocket.close`` cannot send 1011 (autobahn refuses it, and the
+    application used to fail, closing a second later with a traceback); the
+    consumer sends the close frame itself."""
+    mark = stack.daphne.mark()
+    async with ws_connect(stack.port, staff_cookie) as ws:
+        client_id = await welcomed(ws)
+        channel = await channel_of(stack, client_id)
+        await other_process.send(channel, {"type": SINK_FAILED_EVENT, "reason": "test"})
+        error, code = await closing_error(ws)
+        assert (error["code"], code) == ("internal_error", 1011), error
+    stack.daphne.wait_for(rf"client {client_id} disconnected", after=mark)
+    assert not stack.daphne.matching(r"Traceback|invalid close code"), stack.daphne.output()
