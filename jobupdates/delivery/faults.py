@@ -15,9 +15,11 @@ import enum
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from jobupdates.ingest.rejections import LogThrottle
 from jobupdates.monitoring.metrics import LAYER_ERRORS
+from jobupdates.protocol.logs import loggable
 
 __all__ = ["LOG_BURST", "LOG_RATE", "SUMMARY_SECONDS", "Fault", "LayerFaults"]
 
@@ -73,6 +75,25 @@ class LayerFaults:
         }
         self.pending = False
         """Whether some fault was not logged yet and awaits its summary line."""
+
+    def decode_event(
+        self, data: bytes, deserialize: Callable[[bytes], Any], channel: str, on: str = "on"
+    ) -> dict[str, Any] | None:
+        """The layer event in ``data``; None, with the reason recorded, if it does not
+        decode or is not a dict with a str ``type`` (the reason names ``channel``,
+        after ``on``)."""
+        try:
+            event = deserialize(data)
+        except Exception as exc:
+            where = f"{on} {channel!r}"
+            detail = f"expected a layer message {where}, got {loggable(data)} ({loggable(exc)})"
+            self.record(Fault.UNDECODABLE, detail)
+            return None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            detail = f"expected a dict with a str 'type' {on} {channel!r}, got {loggable(event)}"
+            self.record(Fault.MALFORMED_EVENT, detail)
+            return None
+        return event
 
     def record(self, fault: Fault, detail: str, exc: BaseException | None = None) -> None:
         """Count one fault, and log it unless its reason is throttled.

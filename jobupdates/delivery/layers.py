@@ -250,7 +250,8 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         members = layer.groups.get(name)
         if not members:
             return
-        event = self._decode(name, data)
+        # checked once per process, so no consumer gets what it cannot dispatch
+        event = layer.faults.decode_event(data, layer.channel_layer.deserialize, name)
         if event is None:
             return
         update: JobUpdateEvent | None = None
@@ -278,24 +279,6 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                 self._sink_failed(channel, queue, exc)
         if update is not None and send is not None:  # once per update and process, for /metrics
             counters.fanout(delivered, update.received_at)
-
-    def _decode(self, name: str, data: bytes) -> dict[str, Any] | None:
-        """The event in a group message; None (dropped, recorded) if it is not one.
-
-        Checked once per process, so no consumer gets what it cannot dispatch.
-        """
-        faults = self.channel_layer.faults
-        try:
-            event = self.channel_layer.channel_layer.deserialize(data)
-        except Exception as exc:
-            detail = f"expected a layer message on {name!r}, got {loggable(data)} ({loggable(exc)})"
-            faults.record(Fault.UNDECODABLE, detail)
-            return None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            detail = f"expected a dict with a str 'type' on {name!r}, got {loggable(event)}"
-            faults.record(Fault.MALFORMED_EVENT, detail)
-            return None
-        return event
 
     def _sink_failed(self, channel: str, queue: Slot, exc: Exception) -> None:
         """Detach ``channel``'s sink and ask its consumer to close the connection."""

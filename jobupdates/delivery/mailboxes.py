@@ -30,8 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from jobupdates.delivery.faults import Fault, LayerFaults
-from jobupdates.protocol.logs import loggable
+from jobupdates.delivery.faults import LayerFaults
 
 __all__ = ["SEPARATOR", "Mailbox", "Slot", "mailbox_name", "process_channel"]
 
@@ -77,14 +76,6 @@ class Mailbox:
         self.faults = faults
 
     def put_nowait(self, item: bytes) -> None:
-        try:
-            message = self.decode(item)
-        except Exception as exc:
-            detail = f"expected a layer message for {self.name!r}, got {loggable(item)}"
-            self.faults.record(Fault.UNDECODABLE, f"{detail} ({loggable(exc)})")
-            return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            detail = f"expected a dict with a str 'type' for {self.name!r}, got {loggable(message)}"
-            self.faults.record(Fault.MALFORMED_EVENT, detail)
-            return
-        self.deliver(message)
+        message = self.faults.decode_event(item, self.decode, self.name, "for")
+        if message is not None:
+            self.deliver(message)
