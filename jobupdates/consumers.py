@@ -36,14 +36,7 @@ from jobupdates.access.tokens import SUBPROTOCOL
 from jobupdates.conf import conf
 from jobupdates.delivery.catchup import catch_up
 from jobupdates.delivery.connection import LeanWebsocketConsumer
-from jobupdates.delivery.daphne import (
-    abort_later,
-    backlog_probe,
-    close_framer,
-    frame_writer,
-    raw_send,
-    sendable_close,
-)
+from jobupdates.delivery.daphne import abort_later, backlog_probe, frame_writer, raw_send
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.feed import Feed
 from jobupdates.delivery.layers import JobUpdatesChannelLayer, job_update_send
@@ -137,13 +130,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             return
         self.closing = True
         await self.send(text_data=protocol.error_frame(code, message))
-        number = int(close_code)  # autobahn rejects IntEnum
-        framer = None if sendable_close(number) else close_framer(raw_send(self.scope, None))
-        if framer is None:
-            await self.close(code=number)
-        else:  # 1011: Daphne's websocket.close cannot send it
-            self.closed = True
-            framer(number)
+        await self.close(code=int(close_code))  # autobahn rejects IntEnum
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:

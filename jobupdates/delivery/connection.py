@@ -10,7 +10,9 @@ four changes, none of them about what the consumer says:
   (they are rare: a staff member's disconnect, the fast path's failure).
   With another layer, Channels runs it as usual.
 * Handlers run without Channels' ORM cleanup thread hop (:meth:`dispatch`).
-* Sends after the close are dropped instead of raising (:meth:`guarded`).
+* Sends after the close are dropped instead of raising, and a close code
+  Daphne cannot send from ``websocket.close`` (1011) goes out as a close frame
+  of its own (:meth:`guarded`).
 * :meth:`teardown` runs exactly once however the consumer ends (a
   disconnect, an exception, a cancellation), shielded from Daphne's repeated
   cancel.
@@ -28,7 +30,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from jobupdates.delivery.daphne import CLOSED_SEND_ERRORS
+from jobupdates.delivery.daphne import CLOSED_SEND_ERRORS, close_framer, sendable_close
 from jobupdates.delivery.feed import Send
 from jobupdates.delivery.layers import JobUpdatesChannelLayer
 from jobupdates.protocol.logs import loggable
@@ -101,6 +103,10 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
                 return
             if message["type"] == "websocket.close":
                 self.closing = self.closed = True
+                code = message.get("code", 1000)
+                if not sendable_close(code) and (framer := close_framer(send)) is not None:
+                    framer(code)  # e.g. 1011, which Daphne's websocket.close cannot send
+                    return
             try:
                 await send(message)
             except CLOSED_SEND_ERRORS as exc:
