@@ -34,28 +34,36 @@ AFTER_UPDATES = 3 * RATE
 
 
 class Worker:
-    """XADDs ``{"n": 0, 1, 2...}`` updates of job ``durable`` at RATE per second."""
+    """XADDs ``{"n": 0, 1, 2...}`` updates of job ``durable`` at RATE per second, one
+    attempt per n: what Redis refused (while it restarts) is counted, not retried."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self.added = 0
+        self.attempts = 0
+        self.accepted: list[int] = []
+        self.refused: list[int] = []
         self.changed = asyncio.Condition()
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
         started = time.monotonic()
         while not self.stopping.is_set():
-            update = job_update("durable", "processing", {"n": self.added})
-            await self.client.xadd(STREAM, {"payload": update})
+            n = self.attempts
+            update = job_update("durable", "processing", {"n": n})
+            try:
+                added = await self.client.xadd(STREAM, {"payload": update})
+            except (RedisError, OSError):
+                added = None
             async with self.changed:
-                self.added += 1
+                (self.accepted if added else self.refused).append(n)
+                self.attempts += 1
                 self.changed.notify_all()
-            due = started + self.added / RATE  # pacing, not waiting for an event
+            due = started + self.attempts / RATE  # pacing, not waiting for an event
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
-    async def wait_added(self, count: int) -> None:
+    async def wait_accepted(self, count: int) -> None:
         async with self.changed:
-            await self.changed.wait_for(lambda: self.added >= count)
+            await self.changed.wait_for(lambda: len(self.accepted) >= count)
 
 
 class Counter:
@@ -94,17 +102,17 @@ async def test_durable_ingest_loses_and_duplicates_nothing_across_a_kill_9_and_1
         try:
             await counter.wait_received(RATE, timeout=20)  # flowing through the first bridge
             stack.bridge.kill()
-            killed_at = worker.added
+            killed_at = len(worker.accepted)
             delivered_before = len(counter.received)
-            await worker.wait_added(killed_at + OUTAGE_UPDATES)  # 10 s with no bridge
+            await worker.wait_accepted(killed_at + OUTAGE_UPDATES)  # 10 s with no bridge
             started = time.monotonic()
             stack.bridge = await asyncio.to_thread(start_bridge, stack.env)
             active = time.monotonic() - started
-            target = worker.added + AFTER_UPDATES
-            await worker.wait_added(target)
+            await worker.wait_accepted(len(worker.accepted) + AFTER_UPDATES)
             worker.stopping.set()
             await writing
-            total = worker.added
+            assert worker.refused == [], "expected Redis to take every XADD"
+            total = len(worker.accepted)
             await counter.wait_received(total, timeout=30)
             caught_up = time.monotonic() - started
             await ws.send('{"type":"ping"}')
@@ -136,39 +144,6 @@ async def _until_pong(ws, counting: asyncio.Task[None]) -> None:
     assert frame == {"type": "pong"}, f"expected no duplicate before the pong, got {frame}"
 
 
-class RestartWorker:
-    """XADDs ``{"n": 0, 1, 2...}`` updates of job ``durable`` at RATE per second, one
-    attempt per n, through a Redis restart: what Redis refused is counted, not retried."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self.attempts = 0
-        self.accepted: list[int] = []
-        self.refused: list[int] = []
-        self.changed = asyncio.Condition()
-        self.stopping = asyncio.Event()
-
-    async def run(self) -> None:
-        started = time.monotonic()
-        while not self.stopping.is_set():
-            n = self.attempts
-            update = job_update("durable", "processing", {"n": n})
-            try:
-                added = await self.client.xadd(STREAM, {"payload": update})
-            except (RedisError, OSError):
-                added = None
-            async with self.changed:
-                (self.accepted if added else self.refused).append(n)
-                self.attempts += 1
-                self.changed.notify_all()
-            due = started + self.attempts / RATE  # pacing, not waiting for an event
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-    async def wait_accepted(self, count: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.accepted) >= count)
-
-
 class ResetCounter(Counter):
     """The client's side, also counting ``reset`` frames."""
 
@@ -193,7 +168,7 @@ class ResetCounter(Counter):
 async def _restart_under_load(port: int, cookie: str, stack) -> dict:
     """XADD at RATE, restart Redis, keep XADDing; return what was accepted and received."""
     client = aioredis.Redis.from_url(stack.redis.url)
-    worker = RestartWorker(client)
+    worker = Worker(client)
     counter = ResetCounter()
     async with ws_connect(port, cookie) as ws:
         await welcomed(ws)
