@@ -42,6 +42,8 @@ class HandshakeGate:
         self._limit = 0
         self.refused = 0
         """Handshakes refused since the process started."""
+        self.waiting = 0
+        """Handshakes waiting for a turn now."""
         self._unlogged = 0
         self._logged_at = 0.0
 
@@ -53,11 +55,14 @@ class HandshakeGate:
         if slots is None or self._limit != limit:
             slots = self._slots = asyncio.Semaphore(limit)
             self._limit = limit
+        self.waiting += 1
         try:
             await asyncio.wait_for(slots.acquire(), wait)
         except TimeoutError:
             self._refused(limit, wait)
             return None
+        finally:
+            self.waiting -= 1
         released = False
 
         def release() -> None:

@@ -37,8 +37,10 @@ async def test_waiting_handshakes_get_their_turn_in_arrival_order():
         order.append(n)
         done()
 
-    waiting = [asyncio.create_task(wait_turn(n)) for n in range(3)]
-    await asyncio.sleep(0)  # let them queue up
+    waiting = []
+    for n in range(3):  # each one queued before the next arrives
+        waiting.append(asyncio.create_task(wait_turn(n)))
+        await _until(lambda n=n: gate.waiting == n + 1)
     release()
     await asyncio.gather(*waiting)
     assert order == [0, 1, 2]
@@ -62,3 +64,10 @@ async def test_a_handshake_without_a_turn_is_told_to_come_back(settings):
     assert (await served.connect())[0]  # reached the consumer, which refuses the origin
     assert (await served.receive_json_from())["code"] == "origin_not_allowed"
     assert await application.handshakes.enter(1, 0.05) is not None, "expected the turn back"
+
+
+async def _until(condition) -> None:
+    """Let the loop run until ``condition`` holds (it changes on the loop's next turns)."""
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0)
