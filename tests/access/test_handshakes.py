@@ -71,3 +71,21 @@ async def _until(condition) -> None:
     async with asyncio.timeout(5):
         while not condition():
             await asyncio.sleep(0)
+
+
+async def test_a_handshake_that_fails_gives_its_turn_back(settings, monkeypatch):
+    """Redis lost during a token check, say: the connection fails, its turn is freed."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from jobupdates.access import middleware
+
+    async def lost_redis(scope):
+        raise RedisConnectionError("Connection refused")
+
+    settings.JOBUPDATES_MAX_HANDSHAKES = 1
+    monkeypatch.setattr(middleware, "identify", lost_redis)
+    application = websocket_application()
+    comm = WebsocketCommunicator(application, "/ws")
+    with pytest.raises(RedisConnectionError):
+        await comm.connect()
+    assert await application.handshakes.enter(1, 0.05) is not None, "expected the turn back"
