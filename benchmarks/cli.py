@@ -91,12 +91,13 @@ def run_target(
     round_: int,
     args: argparse.Namespace,
     database: str,
-    directory: Path,
     cookies: list[str],
 ) -> dict[str, Any]:
     """Start target ``name``, run the chosen phases on it, stop it; return its results.
 
-    ``cookies``: one session per client, for the storm on targets that log in.
+    ``cookies``: one session per client, for the storm on targets that log in. With
+    ``--profile``, py-spy's raw samples are kept beside ``--output``
+    (``python -m benchmarks.profiling FILE`` reads them).
     """
     pad = "x" * args.pad_bytes
     logger.info("round %d: %s", round_, name)
@@ -113,11 +114,13 @@ def run_target(
             phases.warm_up(stack, pad)
             pool = GeneratorPool(args.connections, {args.generator_core})
         if pool is not None and set(FAN_OUT_PHASES) & set(args.phases):
-            profile = directory / f"{name}-{round_}.pyspy"
+            profile = args.output.with_name(f"{args.output.stem}-{name}-{round_}.pyspy")
             use_profiler = args.profile and name.startswith("project")
             run.update(fan_out_phases(stack, pool, args, pad, profile if use_profiler else None))
         if pool is not None and "storm" in args.phases:  # last: see benchmarks.storm
-            run["storm"] = storm(stack, pool, cookies, args.quiet_wait)
+            spied = args.profile and name.startswith("project")
+            kept = args.output.with_name(f"{args.output.stem}-{name}-{round_}-storm.pyspy")
+            run["storm"] = storm(stack, pool, cookies, args.quiet_wait, kept if spied else None)
         run["flags"] = [
             f for phase in run.values() if isinstance(phase, dict) for f in phase.get("flags", [])
         ]
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) % len(args.targets)
             for name in args.targets[shift:] + args.targets[:shift]:  # interleaved A/B order
-                runs.append(run_target(name, round_, args, database, Path(directory), cookies))
+                runs.append(run_target(name, round_, args, database, cookies))
     results = {
         "machine": machine_info(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

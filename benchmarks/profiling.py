@@ -99,3 +99,33 @@ class Profiler:
             return {"samples": 0, "shares": dict.fromkeys(WATCHED)}
         with self.output.open() as lines:
             return shares(lines, WATCHED)
+
+
+def breakdown(lines: Iterable[str], top: int = 40) -> list[tuple[str, float]]:
+    """Each function's inclusive share of the samples (a sample counts once per function).
+
+    Functions are ``name (file)``, the file path cut after ``site-packages/``.
+    """
+    total = 0
+    counts: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for frame in {_function(frame) for frame in stack.split(";")}:
+            counts[frame] = counts.get(frame, 0) + int(count)
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return [(frame, n / total) for frame, n in ranked] if total else []
+
+
+def _function(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    return f"{name} ({path.rpartition('site-packages/')[2]})"
+
+
+if __name__ == "__main__":  # python -m benchmarks.profiling FILE: where the samples went
+    with open(sys.argv[1]) as recorded:
+        for function, share in breakdown(recorded, int(sys.argv[2]) if len(sys.argv) > 2 else 40):
+            print(f"{share:6.1%}  {function}")

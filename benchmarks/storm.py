@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from benchmarks.backoff import MAX_ATTEMPTS
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.phases import Sample, wait_for_quiet
+from benchmarks.profiling import Profiler
 from benchmarks.sysstats import listen_overflows
 from benchmarks.targets import Stack
 
@@ -33,17 +35,24 @@ TIMEOUT_SECONDS = 120.0
 
 
 def storm(
-    stack: Stack, pool: GeneratorPool, cookies: list[str], quiet_wait: float
+    stack: Stack,
+    pool: GeneratorPool,
+    cookies: list[str],
+    quiet_wait: float,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Connect every client of ``pool`` at once, then close them all; report.
 
     Args:
         cookies: One Cookie header per client, used if the target logs in
             (``stack.cookie`` is set); cookieless targets get none.
+        profile: Where py-spy records the server during the storm (raw
+            samples, kept: ``python -m benchmarks.profiling FILE`` reads them).
     """
     clients = sum(pool.shares)
     quiet = wait_for_quiet(quiet_wait)
     overflows = listen_overflows()
+    profiler = Profiler(stack.server.popen.pid, profile) if profile else None
     before = Sample.take(stack, pool)
     reports = pool.connect(
         stack.url,
@@ -55,6 +64,7 @@ def storm(
         busy_attempts=MAX_ATTEMPTS,
     )
     usage = Sample.take(stack, pool).since(before)
+    spied = profiler.stop() if profiler is not None else None
     overflowed = listen_overflows() - overflows
     closed = pool.all({"cmd": "close"}, timeout=TIMEOUT_SECONDS)
     result = _summary(reports, clients)
@@ -69,6 +79,8 @@ def storm(
         quiet_before=quiet,
         flags=list(usage["flags"]),
     )
+    if spied is not None:
+        result["profile"] = spied
     if overflowed:
         result["flags"].append(f"{overflowed} listen overflows")
     if result["failed"]:

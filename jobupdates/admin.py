@@ -31,7 +31,8 @@ from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.models import ConnectedClient, DeadLetter
-from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
+from jobupdates.monitoring.reading import read_snapshot
+from jobupdates.monitoring.registry import DISCONNECT_EVENT
 from jobupdates.protocol.logs import loggable
 
 __all__ = ["ConnectedClientAdmin", "DeadLetterAdmin"]

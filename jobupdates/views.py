@@ -30,7 +30,7 @@ from jobupdates.conf import conf
 from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.ingest.report import read_reports
 from jobupdates.monitoring import metrics
-from jobupdates.monitoring.registry import read_snapshot
+from jobupdates.monitoring.reading import read_snapshot
 from jobupdates.monitoring.stats import RECENT_DEAD_LETTERS, DeadLetters, stats_document
 
 __all__ = ["metrics_view", "ws_stats", "ws_token"]

@@ -55,14 +55,18 @@ class HandshakeGate:
         if slots is None or self._limit != limit:
             slots = self._slots = asyncio.Semaphore(limit)
             self._limit = limit
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(slots.acquire(), wait)
-        except TimeoutError:
-            self._refused(limit, wait)
-            return None
-        finally:
-            self.waiting -= 1
+        if slots.locked():  # wait in turn (without a task of its own: asyncio.timeout)
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(wait):
+                    await slots.acquire()
+            except TimeoutError:
+                self._refused(limit, wait)
+                return None
+            finally:
+                self.waiting -= 1
+        else:  # a turn is free and nobody waits: taken at once
+            await slots.acquire()
         released = False
 
         def release() -> None:

@@ -43,6 +43,13 @@ async def catch_up(feed: Feed, since: str | None, jobs: Sequence[str], *, client
         jobs: The jobs whose latest states to send.
         client: The client id, for log lines.
     """
+    if since is not None or jobs:  # most connections have nothing to catch up on
+        await _read_history(feed, since, jobs, client)
+    if not feed.overflowed:
+        await feed.go_live()
+
+
+async def _read_history(feed: Feed, since: str | None, jobs: Sequence[str], client: str) -> None:
     history = History.from_conf(async_client())
     try:
         if since is not None:
@@ -54,8 +61,6 @@ async def catch_up(feed: Feed, since: str | None, jobs: Sequence[str], *, client
     except (RedisError, OSError) as exc:
         logger.warning("client %s: history unavailable (%s: %s)", client, type(exc).__name__, exc)
         await feed.send_reset(ResetReason.HISTORY_UNAVAILABLE, UNAVAILABLE)
-    if not feed.overflowed:
-        await feed.go_live()
 
 
 async def _replay(feed: Feed, history: History, since: str) -> None:

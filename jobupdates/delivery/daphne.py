@@ -75,8 +75,9 @@ def _transport(send: Any) -> Any:
     return getattr(_protocol(send), "transport", None)
 
 
-def frame_writer(send: Any) -> Callable[[bytes], None] | None:
-    """Return a function that writes a complete WebSocket frame to ``send``'s socket.
+def frame_writer(send: Any) -> Callable[[bytes], int] | None:
+    """Return a function that writes a complete WebSocket frame to ``send``'s socket
+    and returns the bytes still waiting in Twisted's buffer after it.
 
     Daphne hands each message to autobahn, which frames and UTF-8-encodes it
     per connection, then to Twisted, which buffers every write and sends it
@@ -84,8 +85,10 @@ def frame_writer(send: Any) -> Callable[[bytes], None] | None:
     (two ``epoll_ctl`` calls per write). A job update's frame is the same
     bytes for every client, so this writes the pre-built frame straight to
     the socket when Twisted has nothing buffered, as asyncio's transports
-    do, and hands whatever the socket did not take to Twisted. Under another
-    server (or TLS) it returns None and the ASGI ``send`` is used.
+    do, and hands whatever the socket did not take to Twisted. Its answer is
+    :func:`backlog_probe`'s, without reading the buffer again when the socket
+    took the whole frame (most writes: it is 0). Under another server (or
+    TLS) it returns None and the ASGI ``send`` is used.
     """
     protocol = _protocol(send)
     transport: Any = getattr(protocol, "transport", None)
@@ -94,21 +97,23 @@ def frame_writer(send: Any) -> Callable[[bytes], None] | None:
         return None
     state_open = protocol.STATE_OPEN
 
-    def write(frame: bytes) -> None:
+    def write(frame: bytes) -> int:
         if protocol.state != state_open or transport.disconnecting:
-            return  # as Daphne does with a send after the close
+            return 0  # as Daphne does with a send after the close
         if transport._tempDataLen or len(transport.dataBuffer) != transport.offset:
             transport.write(frame)  # keep the order behind what Twisted holds
-            return
-        try:
-            sent = sock.send(frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            transport.write(frame)  # let Twisted see and report the broken connection
-            return
-        if sent < len(frame):
+        else:
+            try:
+                sent = sock.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                transport.write(frame)  # let Twisted see and report the broken connection
+                return 0
+            if sent == len(frame):
+                return 0
             transport.write(frame[sent:])
+        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
     return write
 

@@ -41,6 +41,7 @@ from twisted.internet import defer, reactor
 
 from jobupdates.conf import conf
 from jobupdates.delivery.drain import SETTLE_SECONDS, CloseSchedule, restarting_message
+from jobupdates.delivery.lean_server import LeanServer
 from jobupdates.protocol import CloseCode, ErrorCode, error_frame
 from jobupdates.protocol.logs import loggable
 
@@ -79,8 +80,9 @@ def _close_restarting(protocol: Any, frame: bytes) -> None:
         logger.warning("drain: could not close %s with 1012", loggable(protocol), exc_info=True)
 
 
-class DrainingServer(Server):  # type: ignore[misc]  # daphne is untyped
-    """Daphne's server, with the drain run before its stock shutdown."""
+class DrainingServer(LeanServer):
+    """Daphne's server, lean (:mod:`jobupdates.delivery.lean_server`), with the drain
+    run before its stock shutdown."""
 
     def run(self) -> None:
         self.drain_ports: list[Any] = []

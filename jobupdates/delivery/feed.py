@@ -48,7 +48,7 @@ class Feed:
         *,
         jobs: Iterable[str] | None = None,
         max_held: int = 10_000,
-        write: Callable[[bytes], None] | None = None,
+        write: Callable[[bytes], int] | None = None,
         backlog: Callable[[], int] | None = None,
         max_backlog: int = 1024 * 1024,
         on_overflow: Callable[[str], None] | None = None,
@@ -57,8 +57,9 @@ class Feed:
         send: The connection's ASGI send.
         jobs: The jobs to receive; None for the all-jobs feed.
         max_held: How many live updates may wait while a replay runs.
-        write: Writes a message's pre-built ``frame`` to the socket directly
-            (see :func:`jobupdates.delivery.daphne.frame_writer`); else ``send`` is used.
+        write: Writes a message's pre-built ``frame`` to the socket directly and
+            returns the bytes the server still holds for it, unwritten (see
+            :func:`jobupdates.delivery.daphne.frame_writer`); else ``send`` is used.
         backlog: Gives the bytes the server has not yet written to the socket.
         max_backlog: The most bytes a client may leave unread.
         on_overflow: Called once, with the reason, when either limit is passed;
@@ -104,10 +105,10 @@ class Feed:
             return False  # recorded before the replay read it, published after: sent already
         write = self.write
         if write is not None and "frame" in message:
-            write(message["frame"])  # the hot path: inlined, as :meth:`_emit` does it
+            pending = write(message["frame"])  # the hot path: inlined, as :meth:`_emit` does it
             self.sent += 1
             self.position = message.get("position") or self.position
-            if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
+            if pending > self.max_backlog:
                 self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
         else:
             await self._emit(message)

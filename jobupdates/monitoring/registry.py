@@ -4,8 +4,10 @@ Each server process has one :class:`Registry` (per event loop). Its Redis
 cost is fixed:
 
 * connect: one pipelined round trip (the client's record, and the
-  instance's heartbeat and membership);
-* disconnect: one round trip (``HDEL``);
+  instance's heartbeat and membership), shared by every connect and
+  disconnect that arrives while another is in flight
+  (:mod:`jobupdates.monitoring.commits`);
+* disconnect: the same (``HDEL``);
 * one batched refresh per ``JOBUPDATES_REGISTRY_INTERVAL``: a transaction
   that writes every client's ``last_active`` and ``messages_sent`` (kept in
   memory) as one string, rewrites the records whose subscriptions changed,
@@ -16,8 +18,8 @@ cost is fixed:
 The refresh encodes in chunks, yielding to the event loop between them, so
 it never holds up deliveries for long (under 1 ms per chunk of 250 clients here).
 
-Readers (:func:`read_snapshot`) trust only instances whose heartbeat is
-alive, so the clients of a process killed by SIGKILL vanish within two
+Readers (:func:`jobupdates.monitoring.reading.read_snapshot`) trust only
+instances whose heartbeat is alive, so the clients of a process killed by SIGKILL vanish within two
 intervals. When the clients hash is found missing (Redis lost its data) or a write
 failed, the next refresh rewrites every record.
 Registry failures are logged and counted, never raised into the consumer.
@@ -37,32 +39,30 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.monitoring import metrics
+from jobupdates.monitoring.commits import GroupCommit
 from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.instance import expiry_ms, instance_id
 from jobupdates.monitoring.records import (
     INSTANCES_KEY,
     ClientRecord,
     InstanceInfo,
-    Snapshot,
     activity_fragment,
     activity_key,
     clients_key,
     header,
     instance_key,
     join_activity,
-    merge_snapshot,
     parse_networks,
     resolve_remote_addr,
 )
 
-__all__ = ["DISCONNECT_EVENT", "LocalClient", "Registry", "get_registry", "read_snapshot"]
+__all__ = ["DISCONNECT_EVENT", "LocalClient", "Registry", "get_registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,9 @@ class Registry:
         self._lock = asyncio.Lock()  # orders connect/disconnect writes around refreshes
         self._task: asyncio.Task[None] | None = None
         self._rewrite = False  # set when Redis may have lost records
+        self._adds: dict[str, str] = {}  # client id -> record, to write in the next batch
+        self._removes: set[str] = set()  # client ids to delete in the next batch
+        self._commit = GroupCommit(self._write_pending)  # a storm's writes share round trips
         self._gauge = metrics.CONNECTIONS.labels(instance=self.instance)
         self._flushed_deliveries = counters.deliveries
 
@@ -144,7 +147,8 @@ class Registry:
         subscriptions: list[str],
         sent: Callable[[], int],
     ) -> LocalClient:
-        """Add a client that was just accepted: one Redis round trip.
+        """Add a client that was just accepted; return once it is in Redis (with the
+        other connects and disconnects of the moment: :mod:`jobupdates.monitoring.commits`).
 
         Args:
             scope: The connection's ASGI scope (user, peer, headers).
@@ -179,31 +183,40 @@ class Registry:
         self._gauge.set(len(self.clients))
         metrics.CONNECTS.inc()
         self._ensure_refreshing()
-        async with self._lock:
-            await self._write(
-                "register",
-                lambda pipe: (
-                    pipe.hset(clients_key(self.instance), client_id, record.to_json()),
-                    pipe.pexpire(clients_key(self.instance), self.ttl_ms),
-                    pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms),
-                    pipe.sadd(INSTANCES_KEY, self.instance),
-                ),
-                transaction=False,
-            )
+        self._adds[client_id] = record.to_json()
+        await self._commit()
         return local
 
     async def unregister(self, client_id: str) -> None:
-        """Remove a client that disconnected: one Redis round trip."""
+        """Remove a client that disconnected; return once Redis has it (see
+        :mod:`jobupdates.monitoring.commits`)."""
         if self.clients.pop(client_id, None) is None:
             return
         self._gauge.set(len(self.clients))
         metrics.DISCONNECTS.inc()
-        async with self._lock:
+        self._adds.pop(client_id, None)
+        self._removes.add(client_id)  # also if never written: a refresh may have written it
+        await self._commit()
+
+    async def _write_pending(self) -> None:
+        adds, self._adds = self._adds, {}
+        removes, self._removes = self._removes, set()
+        async with self._lock:  # ordered around refreshes
             await self._write(
-                "unregister",
-                lambda pipe: pipe.hdel(clients_key(self.instance), client_id),
+                batch_name(adds, removes),
+                lambda pipe: self._batch_commands(pipe, adds, removes),
                 transaction=False,
             )
+
+    def _batch_commands(self, pipe: Any, adds: dict[str, str], removes: set[str]) -> None:
+        key = clients_key(self.instance)
+        if removes:
+            pipe.hdel(key, *removes)
+        if adds:
+            pipe.hset(key, mapping=adds)
+            pipe.pexpire(key, self.ttl_ms)
+            pipe.set(instance_key(self.instance), self._heartbeat(), px=self.ttl_ms)
+            pipe.sadd(INSTANCES_KEY, self.instance)
 
     async def refresh(self) -> None:
         """Write activity and changed records, renew the TTLs: one round trip for all clients."""
@@ -282,6 +295,11 @@ class Registry:
             await self.refresh()
 
 
+def batch_name(adds: Mapping[str, str], removes: set[str]) -> str:
+    """What a batch does, for its failure's log line: register, unregister, or both."""
+    return " and ".join(n for n, todo in (("register", adds), ("unregister", removes)) if todo)
+
+
 _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Registry] = (
     weakref.WeakKeyDictionary()
 )
@@ -295,32 +313,3 @@ def get_registry() -> Registry:
         client = redis_client.new_async_client(redis_client.Use.REGISTRY)
         registry = _registries[loop] = Registry(client, interval=conf.REGISTRY_INTERVAL)
     return registry
-
-
-def _names(values: Iterable[Any]) -> list[str]:
-    return sorted(v.decode() if isinstance(v, bytes) else str(v) for v in values)
-
-
-def read_snapshot(client: redis.Redis) -> Snapshot:
-    """Read every live instance and its clients (two round trips); prune dead instances.
-
-    Raises:
-        redis.exceptions.RedisError: If Redis cannot be read.
-    """
-    ids = _names(client.smembers(INSTANCES_KEY))
-    if not ids:
-        return Snapshot(instances={}, clients=[])
-    with client.pipeline(transaction=False) as pipe:
-        for instance in ids:
-            pipe.get(instance_key(instance))
-            pipe.hgetall(clients_key(instance))
-            pipe.get(activity_key(instance))
-        replies = pipe.execute()
-    snapshot = merge_snapshot(
-        dict(zip(ids, replies[0::3], strict=True)),
-        dict(zip(ids, replies[1::3], strict=True)),
-        dict(zip(ids, replies[2::3], strict=True)),
-    )
-    if snapshot.dead:
-        client.srem(INSTANCES_KEY, *snapshot.dead)
-    return snapshot

@@ -60,7 +60,7 @@ def test_an_idle_connection_gets_the_frame_straight_on_its_socket(pair):
     server, client = pair
     send, protocol = daphne_send(server)
     write = frame_writer(send)
-    write(b"\x81\x02hi")
+    assert write(b"\x81\x02hi") == 0, "expected nothing left unwritten"
     assert client.recv(100) == b"\x81\x02hi"
     assert protocol.transport.written == []
     assert backlog_probe(send)() == 0
@@ -72,12 +72,13 @@ def test_frames_queue_behind_what_twisted_holds_and_what_the_socket_refuses(pair
     send, protocol = daphne_send(server)
     write = frame_writer(send)
     big = b"x" * 10_000_000
-    write(big)  # the socket takes some, Twisted buffers the rest
+    left = write(big)  # the socket takes some, Twisted buffers the rest
     transport = protocol.transport
     assert len(transport.written) == 1
     assert 0 < len(transport.written[0]) < len(big)
     assert big.endswith(transport.written[0])
-    write(b"next")  # must not overtake the buffered remainder
+    assert left == len(transport.written[0]) == backlog_probe(send)()
+    assert write(b"next") == left + 4  # queued behind the buffered remainder
     assert transport.written[-1] == b"next"
     assert backlog_probe(send)() == len(transport.written[0]) + 4
 

@@ -27,7 +27,7 @@ from botrix_site.redis_server import RedisServer
 from harness.clients import login, recv_json, welcomed, ws_connect
 from harness.processes import Process, child_env, start_bridge, start_daphne
 from harness.updates import job_update
-from jobupdates.monitoring.registry import read_snapshot
+from jobupdates.monitoring.reading import read_snapshot
 from tests.conftest import CHANNEL, STAFF
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +104,8 @@ async def test_sigterm_under_200_clients_closes_each_with_1012_and_they_resume_w
     old, old_port = start_daphne(env)
     new, new_port = start_daphne(env)
     daphnes += [old, new]
+    for daphne in (old, new):  # the lean server (jobupdates.delivery.lean_server) serves it all
+        daphne.wait_for(r"lean connections: on")
     bridge = start_bridge(env)
     daphnes.append(bridge)
     cookie = login(old_port, *STAFF)

@@ -24,7 +24,8 @@ from websockets.asyncio.client import ClientConnection
 
 from harness.clients import recv_json, welcomed, ws_connect
 from jobupdates.delivery.layers import SINK_FAILED_EVENT
-from jobupdates.monitoring.registry import DISCONNECT_EVENT, read_snapshot
+from jobupdates.monitoring.reading import read_snapshot
+from jobupdates.monitoring.registry import DISCONNECT_EVENT
 from jobupdates.protocol import JOB_UPDATE_EVENT
 from tests.conftest import LAYER_SETTINGS, Stack
 from tests.support.channel_layer import group_channel

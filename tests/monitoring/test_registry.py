@@ -14,7 +14,8 @@ from django.contrib.auth.models import User
 
 from jobupdates.access.middleware import ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
-from jobupdates.monitoring.registry import DISCONNECT_EVENT, Registry, read_snapshot
+from jobupdates.monitoring.reading import read_snapshot
+from jobupdates.monitoring.registry import DISCONNECT_EVENT, Registry
 
 SCOPE = {
     "client": ("10.0.0.5", 5555),
@@ -186,3 +187,42 @@ async def test_admin_disconnect_event_closes_with_4000_after_an_error_frame(redi
     await comm.disconnect()
     assert read_snapshot(reader).clients == []
     reader.close()
+
+
+async def test_a_storm_of_connects_and_disconnects_shares_round_trips(redis_server, executions):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    ids = [f"{n:032d}" for n in range(100)]
+    await asyncio.gather(
+        *(registry.register(SCOPE, i, f"chan-{i}", ["jobupdates.all"], lambda: 0) for i in ids)
+    )
+    assert len(executions) == 1, "expected one write for the 100 connects of the moment"
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    assert sorted(c.client_id for c in read_snapshot(reader).clients) == ids
+    leaving, joining = ids[:50], [f"{n:032d}" for n in range(100, 110)]
+    await asyncio.gather(
+        *(registry.unregister(i) for i in leaving),
+        *(registry.register(SCOPE, i, f"chan-{i}", ["jobupdates.all"], lambda: 0) for i in joining),
+    )
+    assert len(executions) == 2, "expected one more write for the 60 changes"
+    assert sorted(c.client_id for c in read_snapshot(reader).clients) == ids[50:] + joining
+    reader.close()
+    await client.aclose()
+
+
+async def test_a_client_that_leaves_before_its_record_is_written_is_not_left_behind(
+    redis_server,
+):
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    registry = Registry(client, interval=60)
+    first = asyncio.ensure_future(registry.register(SCOPE, "a" * 32, "c-a", ["x"], lambda: 0))
+    await asyncio.sleep(0)  # the first write is in flight; "b" waits for the next
+    second = asyncio.ensure_future(registry.register(SCOPE, "b" * 32, "c-b", ["x"], lambda: 0))
+    await asyncio.sleep(0)
+    second.cancel()  # its consumer was cancelled while registering: teardown unregisters
+    await registry.unregister("b" * 32)
+    await first
+    reader = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    assert [c.client_id for c in read_snapshot(reader).clients] == ["a" * 32]
+    reader.close()
+    await client.aclose()

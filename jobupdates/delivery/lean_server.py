@@ -1,0 +1,164 @@
+"""Daphne with leaner connections: the same protocol, less memory and CPU per connection.
+
+Measured per WebSocket connection (docs/performance.md, "Where a
+connection's memory and handshake time go"), stock Daphne spends:
+
+* about 2.9 KB on each application's input queue: an ``asyncio.Queue`` is
+  four ``deque`` objects (items, getters, putters, and its ``Event``'s
+  waiters), for the few messages a connection's application ever receives.
+  :class:`Inbox` is a list and, only while the application waits, a future;
+* about 90 us, and a larger instance dictionary, on autobahn copying its 29
+  protocol options from the factory onto every protocol instance and
+  pretty-printing them for a debug log line nobody reads (autobahn's
+  ``WebSocketProtocol._connectionMade``). :func:`lean_protocol` makes the
+  options class attributes of a subclass of Daphne's protocol, built once
+  the factory is configured, and leaves nothing to copy.
+
+:class:`LeanServer` is Daphne's ``Server`` with both. It reaches into Daphne's
+``create_application`` (replaced, same contract) and ``ws_factory``, and
+autobahn's ``CONFIG_ATTRS``, as of daphne 4.2.3 and autobahn 26.10 (see the
+pins); :func:`missing_internals` probes them at start-up, and if one is gone
+the server runs as stock Daphne and logs a warning. Options set on the
+factory after start-up would not reach new connections (Daphne sets them
+once, before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any
+
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
+
+__all__ = ["Inbox", "LeanServer", "lean_protocol", "missing_internals"]
+
+logger = logging.getLogger(__name__)
+
+
+class Inbox:
+    """An application's input queue: what Daphne needs of an ``asyncio.Queue``.
+
+    ``put_nowait`` from the server, ``get`` from the application (one getter
+    at a time in practice; several are served in turn). A getter cancelled
+    while it waits takes nothing: the items stay for the next ``get``.
+    """
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item`` and wake every waiting getter (each checks again)."""
+        self._items.append(item)
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> Any:
+        """Return the oldest item, waiting for one if there is none."""
+        while not self._items:
+            if self._waiters is None:
+                self._waiters = []
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+
+def lean_protocol(factory: Any) -> type[WebSocketProtocol]:
+    """A subclass of ``factory.protocol`` holding the factory's options as class attributes.
+
+    autobahn copies each of ``CONFIG_ATTRS`` from the factory onto a protocol
+    unless the protocol already has it; the subclass has them all, with the
+    values the factory has now, and an empty ``CONFIG_ATTRS``. A callable
+    option (``perMessageCompressionAccept``) is a ``staticmethod``, so that
+    it is not bound to the protocol as a method would be.
+    """
+    base = factory.protocol
+    options = {name: _option(getattr(factory, name)) for name in base.CONFIG_ATTRS}
+    attributes = {**options, "CONFIG_ATTRS": (), "__module__": __name__, "__slots__": ()}
+    lean: type[WebSocketProtocol] = type(f"Lean{base.__name__}", (base,), attributes)
+    return lean
+
+
+def _option(value: Any) -> Any:
+    return staticmethod(value) if callable(value) else value
+
+
+def missing_internals() -> list[str]:
+    """Return the Daphne and autobahn internals :class:`LeanServer` needs that are missing."""
+    missing = [
+        f"{owner.__name__}.{name}"
+        for owner, name in [
+            (Server, "create_application"),
+            (Server, "handle_reply"),
+            (WebSocketFactory, "protocol"),
+            (WebSocketProtocol, "CONFIG_ATTRS"),
+            (WebSocketProtocol, "_connectionMade"),
+        ]
+        if not hasattr(owner, name)
+    ]
+    options = getattr(WebSocketProtocol, "CONFIG_ATTRS", ())
+    if (
+        not isinstance(options, list | tuple)
+        or not all(isinstance(name, str) for name in options)
+        or "openHandshakeTimeout" not in options
+    ):
+        missing.append("WebSocketProtocol.CONFIG_ATTRS as a list of option names")
+    return missing
+
+
+class LeanServer(Server):  # type: ignore[misc]  # daphne is untyped
+    """Daphne's server with :class:`Inbox` queues and :func:`lean_protocol` connections."""
+
+    lean = False
+    """Whether this server runs lean (the probe passed)."""
+
+    def run(self) -> None:
+        missing = missing_internals()
+        self.lean = not missing
+        if missing:
+            logger.warning(
+                "lean connections unavailable: this daphne/autobahn has no %s; "
+                "serving as stock Daphne",
+                ", ".join(missing),
+            )
+        else:
+            reactor.callWhenRunning(self._use_lean_protocol)
+        super().run()
+
+    def _use_lean_protocol(self) -> None:
+        """Swap the WebSocket factory's protocol, once Daphne has configured the factory."""
+        self.ws_factory.protocol = lean_protocol(self.ws_factory)
+        logger.info("lean connections: on (autobahn options per class, light input queues)")
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Inbox | None:
+        """Daphne's ``create_application`` (daphne 4.2.3), with an :class:`Inbox`."""
+        if not self.lean:
+            queue: Inbox | None = super().create_application(protocol, scope)
+            return queue
+        assert "application_instance" not in self.connections[protocol]
+        inbox = Inbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(
+            scope=scope, receive=inbox.get, send=partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+        return inbox
