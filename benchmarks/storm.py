@@ -53,18 +53,20 @@ def storm(
     quiet = wait_for_quiet(quiet_wait)
     overflows = listen_overflows()
     profiler = Profiler(stack.server.popen.pid, profile) if profile else None
-    before = Sample.take(stack, pool)
-    reports = pool.connect(
-        stack.url,
-        stack.origin,
-        "",
-        concurrency=None,
-        cookies=cookies[:clients] if stack.cookie else None,
-        timeout=TIMEOUT_SECONDS,
-        busy_attempts=MAX_ATTEMPTS,
-    )
-    usage = Sample.take(stack, pool).since(before)
-    spied = profiler.stop() if profiler is not None else None
+    try:
+        before = Sample.take(stack, pool)
+        reports = pool.connect(
+            stack.url,
+            stack.origin,
+            "",
+            concurrency=None,
+            cookies=cookies[:clients] if stack.cookie else None,
+            timeout=TIMEOUT_SECONDS,
+            busy_attempts=MAX_ATTEMPTS,
+        )
+        usage = Sample.take(stack, pool).since(before)
+    finally:
+        spied = profiler.stop() if profiler is not None else None
     overflowed = listen_overflows() - overflows
     closed = pool.all({"cmd": "close"}, timeout=TIMEOUT_SECONDS)
     result = _summary(reports, clients)

@@ -17,12 +17,22 @@ from harness.processes import (
     start_daphne,
 )
 from harness.updates import CHANNEL
+from jobupdates.conf import conf
 
 STAFF = ("staff", "staff-password-1")
 PLAIN = ("plain", "plain-password-1")
 """A user without the permission to receive every job."""
 VIEWER = ("viewer", "viewer-password-1")
 """A user who is not staff but has ``jobupdates.view_all_jobs``."""
+
+
+@pytest.fixture(autouse=True)
+def fresh_conf() -> Iterator[None]:
+    """Each test reads the settings afresh (a process keeps them: ``jobupdates.conf``),
+    also those a ``monkeypatch.setenv`` changed, and after it is undone."""
+    conf.reload()
+    yield
+    conf.reload()
 
 
 @pytest.fixture

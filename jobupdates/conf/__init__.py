@@ -9,6 +9,11 @@ default. A value is looked up, in order:
    comma-separated);
 3. else the default.
 
+Each is read once per process, then kept (a handshake reads about 17 of
+them): Django's ``setting_changed`` signal (``override_settings``, the
+test ``settings`` fixture) makes it read them again; a change to the
+environment at run time needs :meth:`Settings.reload`.
+
 An invalid value raises :class:`~django.core.exceptions.ImproperlyConfigured`
 naming the setting, what was expected and what came instead; the system
 checks in :mod:`jobupdates.checks` report the same errors at start-up.
@@ -22,6 +27,7 @@ from typing import TypeVar
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 from jobupdates.conf import values as v
 from jobupdates.conf.values import GROUP_NAME_RE, redis_url_problem
@@ -36,14 +42,25 @@ T = TypeVar("T")
 class Settings:
     """Typed access to every ``JOBUPDATES_*`` setting (see the module docstring)."""
 
+    def __init__(self) -> None:
+        self._values: dict[str, object] = {}
+
     def _get(self, name: str, default: T, parse: Callable[[str, object], T]) -> T:
+        try:
+            return self._values[name]  # type: ignore[return-value]  # stored by this method
+        except KeyError:
+            pass
         key = PREFIX + name
         raw = getattr(django_settings, key, None)
         if raw is None:
             raw = os.environ.get(key)
-        if raw is None:
-            return default
-        return parse(key, raw)
+        value = default if raw is None else parse(key, raw)
+        self._values[name] = value
+        return value
+
+    def reload(self, **_: object) -> None:
+        """Forget the values read so far; Django's ``setting_changed`` calls it."""
+        self._values.clear()
 
     @property
     def REDIS_URL(self) -> str:
@@ -339,3 +356,4 @@ SETTING_NAMES: tuple[str, ...] = tuple(
 """Every setting, without the ``JOBUPDATES_`` prefix."""
 
 conf = Settings()
+setting_changed.connect(conf.reload, weak=False)

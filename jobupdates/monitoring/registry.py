@@ -19,9 +19,10 @@ The refresh encodes in chunks, yielding to the event loop between them, so
 it never holds up deliveries for long (under 1 ms per chunk of 250 clients here).
 
 Readers (:func:`jobupdates.monitoring.reading.read_snapshot`) trust only
-instances whose heartbeat is alive, so the clients of a process killed by SIGKILL vanish within two
-intervals. When the clients hash is found missing (Redis lost its data) or a write
-failed, the next refresh rewrites every record.
+instances whose heartbeat is alive, so the clients of a process killed by
+SIGKILL vanish within two intervals. When the clients hash is found missing
+(Redis lost its data) or a write failed, the next refresh rewrites every
+record.
 Registry failures are logged and counted, never raised into the consumer.
 The key layout is in :mod:`jobupdates.monitoring.records`.
 """
