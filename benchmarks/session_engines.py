@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.session_engines [--sessions N]``: for each engine,
 N sessions of the bench user are saved through the engine, then looked up
-the way ``/ws`` does (:func:`jobupdates.access.middleware.session_user`:
+the way ``/ws`` does (:func:`jobupdates.access.sessions.session_user`:
 the session, then the user row and the session hash check), one after
 another, in this process. Reported per lookup: wall time and this process's
 CPU time (Redis's is not counted). SQLite in a temporary file and a
@@ -45,7 +45,7 @@ def measure(engine: str, *, cold: bool, count: int) -> dict[str, float]:
     from django.contrib.auth.models import User
     from django.core.cache import cache
 
-    from jobupdates.access.middleware import session_user
+    from jobupdates.access.sessions import session_user
 
     user = User.objects.get(username=USER[0])
     store_class: Any = import_module(engine).SessionStore

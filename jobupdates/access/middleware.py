@@ -21,18 +21,17 @@ refusal at the handshake reaches a browser as a bare HTTP 403.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
+from jobupdates.access.sessions import session_users
 from jobupdates.access.tokens import TOKEN_PREFIX, TokenError, read_token, used_mark_milliseconds
 from jobupdates.conf import conf
 from jobupdates.redis_client import async_client
@@ -46,7 +45,6 @@ __all__ = [
     "offered_token",
     "origin_allowed",
     "origin_hosts",
-    "session_user",
 ]
 
 AUTH_ERROR = "jobupdates.auth_error"
@@ -119,29 +117,11 @@ def _active_user(pk: str) -> AbstractBaseUser | None:
     return user
 
 
-class _SessionOnly:
-    """What :func:`django.contrib.auth.get_user` reads of a request: its session."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-
-
-def session_user(session_key: str | None) -> Any:
-    """The user of the session ``session_key`` (loaded once, with the configured
-    engine), or an ``AnonymousUser``; what Channels' session and auth middleware
-    find, without keeping the session."""
-    if not session_key:
-        return AnonymousUser()
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return auth.get_user(_SessionOnly(store))  # type: ignore[arg-type]
-
-
 async def identify(scope: dict[str, Any]) -> None:
     """Record in ``scope`` (changed in place) who connects, and whether from an allowed page.
 
-    A valid token's user, else the session cookie's user (one thread hop, none
+    A valid token's user, else the session cookie's user (one thread hop, shared
+    with the handshakes of the moment: :mod:`jobupdates.access.sessions`; none
     without a cookie), in ``scope["user"]``; why a token was refused in
     ``scope[AUTH_ERROR]``; the origin verdict in ``scope[ORIGIN_OK]``.
     """
@@ -152,7 +132,7 @@ async def identify(scope: dict[str, Any]) -> None:
     else:
         cookies = parse_cookie(_header(scope, b"cookie") or "")
         key = cookies.get(settings.SESSION_COOKIE_NAME)
-        scope["user"] = await database_sync_to_async(session_user)(key) if key else AnonymousUser()
+        scope["user"] = await session_users()(key) if key else AnonymousUser()
     _check_origin(scope)
 
 
