@@ -170,8 +170,18 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
     _gap_started: float | None = None
     _resyncs: set[asyncio.Task[None]] | None = None
 
+    async def subscribe(self, channel: str) -> None:
+        """channels_redis's, without its lock when nothing is to be done (every
+        handshake's ``group_add`` comes here): already subscribed, and no
+        subscribe or unsubscribe under way."""
+        if channel in self._subscribed_to and not self._lock.locked():
+            return
+        await super().subscribe(channel)
+
     async def psubscribe(self, pattern: str) -> None:
         """Subscribe to a pattern once (redis-py subscribes again after a reconnect)."""
+        if pattern in self._subscribed_to and not self._lock.locked():
+            return  # as in :meth:`subscribe`
         async with self._lock:
             if pattern not in self._subscribed_to:
                 self._ensure_redis()

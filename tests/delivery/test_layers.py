@@ -280,3 +280,34 @@ async def test_group_send_many_delivers_every_message_in_order(layer):
     assert sink.seqs() == list(range(50))
     received = [await asyncio.wait_for(layer.receive(plain_sink_less), 5) for _ in range(50)]
     assert received == [update(seq) for seq in range(50)]
+
+
+async def test_joining_a_subscribed_group_waits_only_for_an_unsubscribe_under_way(layer):
+    sink = Recorder()
+    first = await member(layer, sink)
+    [shard] = layer._get_layer()._shards
+    await shard._lock.acquire()  # an unsubscribe (or subscribe) is under way
+    joining = asyncio.ensure_future(member(layer, Recorder()))
+    await asyncio.sleep(0.05)
+    assert not joining.done(), "expected the join to wait for the lock"
+    shard._lock.release()
+    second = await asyncio.wait_for(joining, 5)
+    assert not shard._lock.locked()
+    await layer.new_mailbox(lambda message: None)  # the process's pattern, subscribed once
+    taken: list[int] = []
+    acquire = shard._lock.acquire
+
+    async def counted() -> bool:
+        taken.append(1)
+        return await acquire()
+
+    shard._lock.acquire = counted  # type: ignore[method-assign]
+    joined = [await layer.new_mailbox(lambda message: None) for _ in range(3)]
+    for channel in joined:  # as the consumer joins: a mailbox (psubscribed once), then the group
+        await layer.group_add(GROUP, channel)
+    assert taken == [], "expected no lock taken to join a subscribed group"
+    await layer.group_discard(GROUP, first)
+    for channel in [second, *joined]:
+        await layer.group_discard(GROUP, channel)
+    await member(layer, sink)  # the group emptied and was unsubscribed: subscribed again
+    await still_delivering(layer, sink, 1)
