@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.profiling import WATCHED, Profiler, shares
+from benchmarks.profiling import WATCHED, Profiler, breakdown, shares
 
 RAW = [
     "<module> (daphne/cli.py:1);write (jobupdates/delivery/daphne.py:86) 90\n",
@@ -25,6 +25,15 @@ def test_shares_count_each_sample_once_per_watched_name():
     result = shares(RAW, WATCHED)
     assert result["samples"] == 100
     assert result["shares"] == {"registry": 0.09, "metrics": 0.01}
+
+
+def test_breakdown_gives_each_function_its_inclusive_share_once_per_sample():
+    recursive = "f (x/site-packages/a/b.py:1);f (x/site-packages/a/b.py:2) 4\n"
+    ranked = dict(breakdown([*RAW, recursive]))
+    assert ranked["<module> (daphne/cli.py)"] == 96 / 104
+    assert ranked["refresh (jobupdates/monitoring/registry.py)"] == 9 / 104
+    assert ranked["f (a/b.py)"] == 4 / 104, "expected a recursive function counted once"
+    assert breakdown([]) == []
 
 
 def test_no_samples_gives_no_share():

@@ -99,3 +99,19 @@ def test_storm_welcomes_every_client_on_every_kind_of_target(tmp_path: Path) -> 
     for label in ("storm welcomed at the first attempt", "storm retries after busy"):
         assert "-" not in row(table, label), f"expected a figure per target in {label!r}"
     assert row(table, "connect storm vs websockets")[1] == "<= 3x"
+
+
+def test_session_engines_measures_every_engine():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.session_engines", "--sessions", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert result.returncode == 0, f"failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][2:]
+    labels = [row.split(" | ")[0].strip("| ") for row in rows]
+    assert labels == ["db", "cached_db, warm", "cached_db, cold", "cache (Redis)", "signed_cookies"]
+    assert all(float(row.split(" | ")[1]) > 0 for row in rows), result.stdout
