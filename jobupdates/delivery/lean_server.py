@@ -147,11 +147,11 @@ class LeanServer(Server):  # type: ignore[misc]  # daphne is untyped
         self.ws_factory.protocol = lean_protocol(self.ws_factory)
         logger.info("lean connections: on (autobahn options per class, light input queues)")
 
-    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Inbox | None:
-        """Daphne's ``create_application`` (daphne 4.2.3), with an :class:`Inbox`."""
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        """Daphne's ``create_application`` (daphne 4.2.3), with an :class:`Inbox`
+        instead of an ``asyncio.Queue`` (Daphne's own if not lean)."""
         if not self.lean:
-            queue: Inbox | None = super().create_application(protocol, scope)
-            return queue
+            return super().create_application(protocol, scope)
         assert "application_instance" not in self.connections[protocol]
         inbox = Inbox()
         scope.setdefault("asgi", {"version": "3.0"})
