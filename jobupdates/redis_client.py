@@ -26,8 +26,13 @@ The timeout of each :class:`Use` (:func:`timeout_for`):
   console's simulator, ``manage.py publish_job_update``.
 
 Timeouts are always explicit: redis-py 8 defaults to 5 s. The channel layer's
-clients are channels_redis's, configured by ``CHANNEL_LAYERS``. Support for
-Redis Sentinel would go here, in :func:`_async` and :func:`sync_client`.
+clients are channels_redis's, configured by ``CHANNEL_LAYERS``
+(:func:`jobupdates.redis_url.layer_host` turns the same URL into its host).
+
+A ``redis+sentinel://`` URL (:mod:`jobupdates.redis_url`) gives a client of
+the primary the sentinels name: redis-py asks them again whenever a
+connection to it fails, so every client follows a failover on its next
+connection (the sentinels get the same timeouts).
 """
 
 from __future__ import annotations
@@ -39,11 +44,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as async_sentinel
+import redis.sentinel as sync_sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from jobupdates.conf import conf
+from jobupdates.redis_url import is_sentinel, parse_sentinel
 
 __all__ = [
     "INTERACTIVE_TIMEOUT",
@@ -134,19 +142,41 @@ def sync_client(use: Use, url: str | None = None) -> redis.Redis:
         url: The Redis to use; default ``JOBUPDATES_REDIS_URL``.
     """
     seconds = timeout_for(use)
-    return redis.Redis.from_url(
-        url or conf.REDIS_URL,
-        socket_timeout=seconds,
-        socket_connect_timeout=seconds,
-        retry=Retry(NoBackoff(), 1),
-    )
+    url = url or conf.REDIS_URL
+    options: dict[str, Any] = {
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if is_sentinel(url):
+        client: redis.Redis = _primary(sync_sentinel, redis.Redis, url, seconds, options)
+        return client
+    return redis.Redis.from_url(url, **options)
 
 
 def _async(url: str | None, seconds: float, *, retries: int, **options: Any) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url or conf.REDIS_URL,
-        socket_timeout=seconds,
-        socket_connect_timeout=seconds,
-        retry=AsyncRetry(NoBackoff(), retries),
-        **options,
+    url = url or conf.REDIS_URL
+    options.update(_timeouts(seconds), retry=AsyncRetry(NoBackoff(), retries))
+    if is_sentinel(url):
+        client: aioredis.Redis = _primary(async_sentinel, aioredis.Redis, url, seconds, options)
+        return client
+    return aioredis.Redis.from_url(url, **options)
+
+
+def _primary(
+    sentinel: Any, redis_class: type[Any], url: str, seconds: float, options: dict[str, Any]
+) -> Any:
+    """A ``redis_class`` client of the primary the sentinels of ``url`` name, through
+    ``sentinel`` (redis-py's sync or asyncio ``sentinel`` module)."""
+    target = parse_sentinel(url)
+    sentinels = sentinel.Sentinel(
+        list(target.sentinels),
+        sentinel_kwargs={**_timeouts(seconds), **target.sentinel_options()},
     )
+    return sentinels.master_for(
+        target.service, redis_class=redis_class, **target.primary_options(), **options
+    )
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    return {"socket_timeout": seconds, "socket_connect_timeout": seconds}

@@ -130,3 +130,12 @@ def test_a_wildcard_allowed_host_without_origins_is_w002(settings):
     settings.JOBUPDATES_ALLOWED_ORIGINS = ""
     settings.ALLOWED_HOSTS = ["app.example.com"]
     assert ids() == []
+
+
+def test_a_bad_sentinel_url_is_e002_with_its_reason_and_a_good_one_passes(settings):
+    settings.JOBUPDATES_REDIS_URL = "redis+sentinel://s1:26379"
+    messages = [m for m in checks.run_checks() if m.id == "jobupdates.E002"]
+    assert len(messages) == 1
+    assert "expected /<service name>[/<db>]" in messages[0].msg
+    settings.JOBUPDATES_REDIS_URL = "redis+sentinel://s1:26379,s2:26379/botrix/0"
+    assert not [m for m in checks.run_checks() if m.id == "jobupdates.E002"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
+import redis
 
+from harness.sentinels import SentinelCluster
 from jobupdates import redis_client
 from jobupdates.redis_client import INTERACTIVE_TIMEOUT, Use
 
@@ -59,3 +62,47 @@ async def test_the_shared_client_is_one_core_client_per_event_loop(settings):
     client = redis_client.async_client()
     assert redis_client.async_client() is client
     assert options(client)["socket_timeout"] == 7
+
+
+SENTINEL_URL = "redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/botrix/3?sentinel_password=sp"
+
+
+def test_a_sentinel_url_gives_a_client_of_the_primary_with_the_same_policy(settings):
+    settings.JOBUPDATES_REDIS_SOCKET_TIMEOUT = 7
+    client = redis_client.listener(SENTINEL_URL)
+    pool = client.connection_pool
+    assert (pool.service_name, pool.connection_kwargs["db"]) == ("botrix", 3)
+    assert pool.connection_kwargs["password"] == "pw"
+    settings.JOBUPDATES_REDIS_HEALTH_CHECK_INTERVAL = 3
+    assert options(redis_client.listener(SENTINEL_URL))["health_check_interval"] == 3
+    assert options(client)["socket_timeout"] == 7
+    sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert (sentinel["port"], sentinel["password"], sentinel["socket_timeout"]) == (1, "sp", 7)
+    sync = redis_client.sync_client(Use.INTERACTIVE, SENTINEL_URL)
+    assert sync.connection_pool.connection_kwargs["socket_timeout"] == INTERACTIVE_TIMEOUT
+
+
+@pytest.fixture
+def sentinels(tmp_path):
+    cluster = SentinelCluster(tmp_path).start()
+    yield cluster
+    cluster.stop()
+
+
+async def test_clients_follow_a_failover_to_the_promoted_replica(sentinels):
+    sync = redis_client.sync_client(Use.CORE, sentinels.url)
+    client = redis_client.new_async_client(Use.CORE, sentinels.url)
+    await client.set("before", "1")
+    old = sentinels.kill_primary()
+    await asyncio.to_thread(sentinels.wait_for_failover, old)
+    for _ in range(50):  # the first command after may find the old primary's pool entry
+        try:
+            await client.set("after", "2")
+            break
+        except (ConnectionError, redis.exceptions.RedisError):
+            await asyncio.sleep(0.1)
+    assert await client.get("before") == b"1", "expected the replica to have had it"
+    assert sync.get("after") == b"2"
+    assert sentinels.primary_port() == sentinels.replica.port
+    await client.aclose()
+    sync.close()

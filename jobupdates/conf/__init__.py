@@ -30,8 +30,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from jobupdates.conf import values as v
-from jobupdates.conf.values import GROUP_NAME_RE, redis_url_problem
+from jobupdates.conf.values import GROUP_NAME_RE
 from jobupdates.protocol import DEFAULT_STATUSES
+from jobupdates.redis_url import redis_url_problem
 
 __all__ = ["PREFIX", "SETTING_NAMES", "Settings", "conf", "redis_url_problem"]
 
@@ -64,8 +65,9 @@ class Settings:
 
     @property
     def REDIS_URL(self) -> str:
-        """Redis the bridge subscribes to. Default: the project's ``REDIS_URL``
-        setting, else ``redis://127.0.0.1:6379/0``."""
+        """Redis the bridge subscribes to: a ``redis://`` URL, or a
+        ``redis+sentinel://`` one (:mod:`jobupdates.redis_url`). Default: the
+        project's ``REDIS_URL`` setting, else ``redis://127.0.0.1:6379/0``."""
         default = getattr(django_settings, "REDIS_URL", None) or "redis://127.0.0.1:6379/0"
         url = self._get("REDIS_URL", default, v.text)
         problem = redis_url_problem(url)

@@ -12,33 +12,14 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9\-_.]{1,99}$")
 """Channel-layer group names: these characters, and under 100 of them."""
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-def redis_url_problem(url: object) -> str | None:
-    """Return what is wrong with a Redis URL, or ``None`` if it looks usable."""
-    if not isinstance(url, str) or not url.strip():
-        return f"expected a redis:// URL, got {url!r}"
-    parts = urlsplit(url)
-    if parts.scheme not in REDIS_SCHEMES:
-        return f"expected a URL with scheme {', '.join(REDIS_SCHEMES)}, got {url!r}"
-    if parts.scheme != "unix" and not parts.hostname:
-        return f"expected a host in the Redis URL, got {url!r}"
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return f"expected a numeric port in the Redis URL, got {url!r}"
-    return None
 
 
 def text(name: str, raw: object) -> str:

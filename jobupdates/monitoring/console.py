@@ -33,7 +33,8 @@ from django.views.decorators.http import require_POST, require_safe
 from jobupdates import redis_client
 from jobupdates.conf import conf
 from jobupdates.protocol.logs import loggable
-from jobupdates.protocol.publishing import PublishError, build_payload, parse_data, redact_url
+from jobupdates.protocol.publishing import PublishError, build_payload, parse_data
+from jobupdates.redis_url import redact_url
 
 __all__ = ["app_name", "console", "simulate", "urlpatterns"]
 

@@ -13,7 +13,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from jobupdates.protocol import InvalidJobUpdate, RejectReason, parse_job_update
 from jobupdates.protocol._json import dumps
@@ -26,7 +25,6 @@ __all__ = [
     "job_id_for",
     "parse_data",
     "progress_bar",
-    "redact_url",
     "resolve_status",
     "status_menu",
 ]
@@ -189,16 +187,3 @@ class RateSummary:
             f"{self.messages} messages in {self.seconds:.3f} s: {self.rate:.1f} messages/s; "
             f"subscribers per message: {spread}; deliveries: {sum(self.receivers)}"
         )
-
-
-def redact_url(url: str) -> str:
-    """Return a Redis URL with its password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -32,7 +32,6 @@ from jobupdates.protocol.publishing import (
     build_payload,
     parse_data,
     progress_bar,
-    redact_url,
     resolve_status,
 )
 from tests.conftest import CHANNEL
@@ -401,9 +400,3 @@ def test_progress_bar_and_rate_summary():
         "4 messages in 2.000 s: 2.0 messages/s; subscribers per message: 0-2; deliveries: 4"
     )
     assert RateSummary(0, 0.0, ()).describe().startswith("0 messages in 0.000 s: 0.0 messages/s")
-
-
-def test_redact_url_hides_only_the_password():
-    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
-    assert redact_url("redis://user:pw@redis:6379/1") == "redis://user:***@redis:6379/1"
-    assert redact_url("rediss://:pw@[::1]/0") == "rediss://:***@[::1]/0"

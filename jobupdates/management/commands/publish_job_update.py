@@ -35,10 +35,10 @@ from jobupdates.protocol.publishing import (
     job_id_for,
     parse_data,
     progress_bar,
-    redact_url,
     resolve_status,
     status_menu,
 )
+from jobupdates.redis_url import redact_url
 
 QUIT_ANSWERS = frozenset({"q", "quit", "exit"})
 

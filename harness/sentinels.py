@@ -1,0 +1,92 @@
+"""A Redis primary, a replica and three sentinels, on free ports, for failover tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from botrix_site.redis_server import RedisServer
+
+__all__ = ["SERVICE", "SentinelCluster"]
+
+SERVICE = "botrix"
+"""The service name the sentinels monitor."""
+DOWN_AFTER_MS = 1000
+"""How long the primary must be silent before a sentinel thinks it down."""
+
+
+class SentinelCluster:
+    """Real ``redis-server`` processes: a primary, a replica of it, and three
+    sentinels (quorum 2) watching them as :data:`SERVICE`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.primary = RedisServer()
+        self.replica = RedisServer(extra=("--replicaof", "127.0.0.1", str(self.primary.port)))
+        self.sentinels: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        """The ``redis+sentinel://`` URL of the service (database 0)."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def start(self) -> SentinelCluster:
+        self.primary.start()
+        self.replica.start()
+        self._wait_replicating(self.replica.port)
+        for n in range(3):
+            config = self.directory / f"sentinel-{n}.conf"
+            config.write_text(
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SERVICE} 5000\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+            )
+            sentinel = RedisServer(config=str(config), extra=("--sentinel",), ready="+monitor")
+            self.sentinels.append(sentinel.start())
+        return self
+
+    def primary_port(self) -> int:
+        """The port of the primary the sentinels name now."""
+        client = redis.Redis(port=self.sentinels[0].port, socket_timeout=5)
+        try:
+            _host, port = client.sentinel_get_master_addr_by_name(SERVICE)
+        finally:
+            client.close()
+        return int(port)
+
+    def kill_primary(self) -> int:
+        """SIGKILL the primary; return its port."""
+        port = self.primary.port
+        assert self.primary.process is not None
+        self.primary.process.kill()
+        self.primary.process.wait()
+        self.primary.stop()  # forgets the process, removes its directory
+        return port
+
+    def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> float:
+        """Wait until the sentinels name another primary; return the seconds it took."""
+        started = time.monotonic()
+        while self.primary_port() == old_port:
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"expected a failover within {timeout} s")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def _wait_replicating(self, port: int, timeout: float = 20.0) -> None:
+        client = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + timeout
+        try:
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise AssertionError("expected the replica to sync with the primary")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, self.replica, self.primary]:
+            server.stop()
