@@ -191,25 +191,36 @@ class History:
         newest_at = int(_text(found[0][0]).split("-")[0]) / 1000
         return [_text(mark) for _, mark in reversed(found)], newest_at
 
-    async def since(self, since: Position | None, *, count: int | None = None) -> Recovery:
+    async def since(
+        self, since: Position | None, *, count: int | None = None, seen: bool = False
+    ) -> Recovery:
         """Return the entries after ``since`` (at most ``count``), or why they cannot all
         be replayed; with ``since`` None, the entries from the oldest one held on
-        (never a reset: nothing is claimed about what came before). One round trip."""
+        (never a reset: nothing is claimed about what came before). One round trip.
+
+        With ``seen``, ``since`` is an update a client saw, so the history must
+        still hold it (:func:`~jobupdates.protocol.positions.plan_recovery`).
+        """
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.xrange(self.stream_key, "-", "+", count=1)
             pipe.xrevrange(self.stream_key, "+", "-", count=1)
             pipe.xrange(self.stream_key, "-" if since is None else f"({since}", "+", count=count)
-            oldest, newest, after = await pipe.execute()
+            if seen and since is not None:
+                pipe.xrange(self.stream_key, str(since), str(since))
+            oldest, newest, after, *itself = await pipe.execute()
         first = _first_id(oldest)
-        reset = None if since is None else plan_recovery(since, first, _first_id(newest))
+        held = bool(itself[0]) if itself else True
+        reset = None if since is None else plan_recovery(since, first, _first_id(newest), held=held)
         if reset is not None:
             return Recovery(reset, oldest=first)
         entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)
         return Recovery(None, entries, oldest=first)
 
-    async def pages(self, since: Position | None) -> AsyncGenerator[Recovery, None]:
+    async def pages(
+        self, since: Position | None, *, seen: bool = False
+    ) -> AsyncGenerator[Recovery, None]:
         """Yield the entries after ``since`` (None: from the oldest held) a page at a
-        time, oldest first.
+        time, oldest first; ``seen`` as in :meth:`since`.
 
         Each page is checked as :meth:`since` checks the first: if the history
         was trimmed past the last entry read (or lost), the last page yielded
@@ -217,7 +228,8 @@ class History:
         """
         count = FIRST_PAGE
         while True:
-            page = await self.since(since, count=count)
+            page = await self.since(since, count=count, seen=seen)
+            seen = False  # the next pages start after an entry just read
             yield page
             if page.reset is not None or len(page.entries) < count:
                 return

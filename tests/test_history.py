@@ -87,6 +87,22 @@ async def test_unknown_positions_are_a_reset(client):
     assert (await store.since(later)).reset is ResetReason.UNKNOWN_POSITION
 
 
+async def test_a_seen_position_lost_by_redis_is_a_reset_even_with_newer_entries(client):
+    store = history(client)
+    positions = [await record(store, "j", frame(f"j{i}")) for i in range(5)]
+    await client.xdel("h", *positions[3:])  # a failover lost the newest two writes
+    await record(store, "j", frame("after the failover"))
+    seen = Position.parse(positions[4])
+    assert (await store.since(seen, seen=True)).reset is ResetReason.POSITION_LOST
+    pages = [page async for page in store.pages(seen, seen=True)]
+    assert [page.reset for page in pages] == [ResetReason.POSITION_LOST]
+    held = Position.parse(positions[2])
+    replayed = await store.since(held, seen=True)
+    assert replayed.reset is None
+    assert [e.job_id for e in replayed.entries] == ["j"], "expected the entry after it"
+    assert (await store.since(seen)).reset is None, "expected no check for a computed point"
+
+
 async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     store = history(client, state_ttl_seconds=30)
     await record(store, "a", frame("a", "queued"))

@@ -69,7 +69,7 @@ async def _replay(feed: Feed, history: History, since: str) -> None:
     except PositionError as exc:
         await feed.send_reset(ResetReason.INVALID_POSITION, str(exc))
         return
-    async with aclosing(history.pages(position)) as pages:
+    async with aclosing(history.pages(position, seen=True)) as pages:
         async for page in pages:
             if page.reset is not None:
                 await feed.send_reset(page.reset, MISSED)

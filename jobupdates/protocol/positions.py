@@ -38,6 +38,9 @@ class ResetReason(enum.StrEnum):
     INVALID_POSITION = "invalid_position"
     UNKNOWN_POSITION = "unknown_position"
     POSITION_TOO_OLD = "position_too_old"
+    POSITION_LOST = "position_lost"
+    """The history no longer holds the update the client saw last: Redis lost its
+    newest writes (a failover to a replica that had not received them yet)."""
     HISTORY_UNAVAILABLE = "history_unavailable"
     """Redis did not answer while the server read the history."""
     GAP_NOT_COVERED = "gap_not_covered"
@@ -77,7 +80,7 @@ class Position:
 
 
 def plan_recovery(
-    since: Position, oldest: Position | None, newest: Position | None
+    since: Position, oldest: Position | None, newest: Position | None, *, held: bool = True
 ) -> ResetReason | None:
     """Decide whether the history can replay everything after ``since``.
 
@@ -85,6 +88,10 @@ def plan_recovery(
         since: The last position the client saw.
         oldest: The oldest entry still in the history, or None if it is empty.
         newest: The newest entry in the history, or None if it is empty.
+        held: Whether the history holds ``since`` itself. A position a client
+            saw that is within the history's range but not in it was lost
+            (positions only ever leave from the oldest end): what came after it
+            may have been lost too, and newer entries would hide the gap.
 
     Returns:
         None if replaying the entries after ``since`` leaves no gap; else why not.
@@ -96,6 +103,8 @@ def plan_recovery(
         return ResetReason.UNKNOWN_POSITION
     if since < oldest:
         return ResetReason.POSITION_TOO_OLD
+    if not held:
+        return ResetReason.POSITION_LOST
     return None
 
 

@@ -253,6 +253,16 @@ def test_recovery_is_all_or_nothing(since, oldest, newest, expected):
     assert decision == expected
 
 
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [("5-0", "position_lost"), ("9-1", "unknown_position"), ("0-5", "position_too_old")],
+)
+def test_a_seen_position_the_history_no_longer_holds_was_lost(since, expected):
+    from jobupdates.protocol.positions import plan_recovery
+
+    assert plan_recovery(P(since), P("1-0"), P("9-0"), held=False) == expected
+
+
 def test_frames_gain_a_position_and_become_state_frames():
     from jobupdates.protocol.positions import as_state, with_position
 

@@ -1,0 +1,134 @@
+"""A Redis Sentinel failover, end to end.
+
+Real processes: a primary, a replica and three sentinels (harness/sentinels.py,
+down-after 1 s), a Daphne and two bridges, all configured with one
+``redis+sentinel://`` URL, and a worker that publishes through the same URL.
+The primary is killed with SIGKILL; the sentinels promote the replica, and
+every process must follow it by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+from harness.clients import login, recv_json, welcomed, ws_connect
+from harness.processes import Process, child_env, start_bridge, start_daphne
+from harness.sentinels import SentinelCluster
+from harness.updates import job_update
+from jobupdates import redis_client
+from tests.conftest import CHANNEL, STAFF
+
+pytestmark = pytest.mark.e2e
+
+RECOVERY_LIMIT = 15.0
+"""Seconds after the primary's SIGKILL within which updates must flow again."""
+PROBE_INTERVAL = 0.2
+AWAY = 10
+"""Updates published while a client is away, before the failover."""
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    started = SentinelCluster(tmp_path).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def publish(client: redis.Redis, payload: str) -> int:
+    """PUBLISH as a worker does; 0 while the failover is under way (it retries)."""
+    try:
+        return int(client.publish(CHANNEL, payload))
+    except (redis.RedisError, OSError):
+        return 0
+
+
+async def first_probe(ws, client: redis.Redis, job_id: str, since: float) -> tuple[dict, float]:
+    """Publish probes until one arrives; return it and the seconds since ``since``."""
+    n = 0
+    while True:
+        publish(client, job_update(job_id, data={"n": n}))
+        n += 1
+        try:
+            frame = await recv_json(ws, timeout=PROBE_INTERVAL)
+        except TimeoutError:
+            assert time.monotonic() - since < 2 * RECOVERY_LIMIT, "expected updates to flow again"
+            continue
+        if frame.get("job_id") == job_id:
+            return frame, time.monotonic() - since
+
+
+def roles(client: redis.Redis) -> list[str]:
+    from jobupdates.ingest.report import read_reports
+
+    return sorted(report.role for report in read_reports(client))
+
+
+async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes, e2e_database):
+    env = child_env(
+        REDIS_URL=cluster.url,
+        DATABASE_URL=e2e_database,
+        JOBUPDATES_REGISTRY_INTERVAL="0.5",
+        JOBUPDATES_REGISTRY_SOCKET_TIMEOUT="0.5",
+    )
+    daphne, port = start_daphne(env)
+    processes.append(daphne)
+    processes.append(start_bridge(env))
+    processes.append(start_bridge(env, active=False))
+    worker = redis_client.sync_client(redis_client.Use.INTERACTIVE, cluster.url)
+    cookie = login(port, *STAFF)
+    async with ws_connect(port, cookie) as ws:
+        await welcomed(ws)
+        before, _ = await first_probe(ws, worker, "before", time.monotonic())
+        async with ws_connect(port, cookie) as away:  # leaves before the failover
+            await welcomed(away)
+            seen, _ = await first_probe(away, worker, "seen", time.monotonic())
+        for n in range(AWAY):  # published while it is away, before the failover
+            assert publish(worker, job_update("away", data={"n": n})) == 2  # both bridges
+        await asyncio.sleep(0.5)  # recorded by the bridge, replicated (or not: then a reset)
+        old = cluster.kill_primary()
+        killed = time.monotonic()
+        failover = await asyncio.to_thread(cluster.wait_for_failover, old)
+        after, recovered = await first_probe(ws, worker, "after", killed)
+        print(f"failover: sentinels {failover:.2f} s, updates again {recovered:.2f} s after kill")
+        assert recovered < RECOVERY_LIMIT
+        assert cluster.primary_port() == cluster.replica.port
+        deadline = time.monotonic() + RECOVERY_LIMIT
+        while roles(worker) != ["active", "standby"]:  # both bridges report on the new primary
+            assert time.monotonic() < deadline, f"expected one active bridge, got {roles(worker)}"
+            await asyncio.sleep(0.2)
+        resumed = await resume(port, cookie, seen["position"])
+        assert resumed in (list(range(AWAY)), "position_lost"), (
+            f"expected every update missed, in order, or an explicit reset; got {resumed}"
+        )
+        print(f"resumed across the failover: {resumed}")
+    assert before["type"] == after["type"] == "job_update"
+    worker.close()
+
+
+async def resume(port: int, cookie: str, since: str) -> list[int] | str:
+    """Reconnect with ``since``; return the ``away`` numbers replayed, or the reset's reason."""
+    async with ws_connect(port, cookie, path=f"/ws?since={since}") as ws:
+        await welcomed(ws)
+        numbers: list[int] = []
+        while len(numbers) < AWAY:
+            frame = await recv_json(ws, timeout=10)
+            if frame["type"] == "reset":
+                return str(frame["reason"])
+            if frame.get("job_id") == "away":
+                numbers.append(frame["data"]["n"])
+            else:  # nothing else comes before the last update it missed
+                assert frame.get("job_id") in ("before", "after"), frame
+                break
+        return numbers
