@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -53,10 +54,10 @@ class SentinelCluster:
         """The port of the primary the sentinels name now."""
         client = redis.Redis(port=self.sentinels[0].port, socket_timeout=5)
         try:
-            _host, port = client.sentinel_get_master_addr_by_name(SERVICE)
+            address: Any = client.sentinel_get_master_addr_by_name(SERVICE)
         finally:
             client.close()
-        return int(port)
+        return int(address[1])
 
     def kill_primary(self) -> int:
         """SIGKILL the primary; return its port."""
