@@ -27,12 +27,12 @@ durable ingest stream (:mod:`jobupdates.ingest.durable`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobupdates import redis_client
 from jobupdates.history import History
+from jobupdates.ingest.counters import BridgeStats
 from jobupdates.ingest.dead_letters import DeadLetterWriter
 from jobupdates.ingest.durable import DurableIngest
 from jobupdates.ingest.forwarder import Forwarder, GroupSender
@@ -52,7 +53,6 @@ from jobupdates.protocol import (
     DEFAULT_STATUSES,
     InvalidJobUpdate,
     JobUpdate,
-    RejectReason,
     parse_job_update,
 )
 from jobupdates.protocol.alignment import digest
@@ -66,23 +66,6 @@ MAX_BATCH = 500
 """The most messages read, then recorded and sent in one pipeline each."""
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
-
-
-@dataclass
-class BridgeStats:
-    """Counters of what the bridge has seen since it started."""
-
-    received: int = 0
-    forwarded: int = 0
-    forwarded_by_status: collections.Counter[str] = field(default_factory=collections.Counter)
-    rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
-    skipped_as_standby: int = 0
-    reconnects: int = 0
-    last_message_at: float | None = None
-    recovered: int = 0
-    """Updates forwarded from the ring on a takeover (the old bridge never recorded them)."""
-    gaps: int = 0
-    """Takeovers whose ring could not cover what the old bridge may not have recorded."""
 
 
 FLAP_SECONDS = 1.0
@@ -165,6 +148,17 @@ class Bridge:
             self.state = state
             self._entered[state].set()
 
+    def _listening_at(self, pubsub: Any) -> None:
+        connection = getattr(pubsub, "connection", None)
+        primary = f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+        before = self.stats.primary
+        if self.stats.listening_at(primary):
+            logger.warning(
+                "bridge: Redis is now %s, was %s (a failover: the sentinels named another primary)",
+                primary,
+                before,
+            )
+
     async def wait_for_state(self, state: BridgeState) -> None:
         """Return once the bridge is in ``state``."""
         await self._entered[state].wait()
@@ -200,9 +194,11 @@ class Bridge:
                     self.takeover.subscribed(time.time())
                     await self._settle_role()
                     as_role = "the active bridge" if self.role is Role.ACTIVE else "a standby"
+                    self._listening_at(pubsub)
                     self._set_state(
                         BridgeState.SUBSCRIBED,
-                        f"listening on {self.options.channel!r} as {as_role}",
+                        f"listening on {self.options.channel!r} at {self.stats.primary} "
+                        f"as {as_role}",
                     )
                     delays = self.delays()
                     subscribed_at = loop.time()

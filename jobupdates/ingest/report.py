@@ -132,6 +132,8 @@ class BridgeStatsPublisher:
             lag_seconds=max(0.0, now - last) if in_hand and last is not None else 0.0,
             recovered=int(getattr(stats, "recovered", 0)),
             gaps=int(getattr(stats, "gaps", 0)),
+            primary=str(getattr(stats, "primary", "")),
+            failovers=int(getattr(stats, "failovers", 0)),
         )
 
     async def publish(

@@ -71,6 +71,8 @@ def _bridge(reports: list[BridgeReport], now: float) -> dict[str, Any]:
                 "takeovers": r.takeovers,
                 "recovered": r.recovered,
                 "gaps": r.gaps,
+                "primary": r.primary,
+                "failovers": r.failovers,
                 "started_at": r.started_at,
                 "reported_at": r.reported_at,
             }

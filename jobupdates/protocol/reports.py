@@ -64,6 +64,9 @@ class BridgeReport:
         lag_seconds: How long the update in hand has waited; 0 if none.
         recovered: Updates it forwarded from its ring on a takeover.
         gaps: Takeovers whose ring could not cover what the old bridge may not have recorded.
+        primary: The Redis (``host:port``) it listens on; with Sentinel, the primary
+            the sentinels named. Empty before it first subscribed.
+        failovers: Times that address changed while it ran (a Sentinel failover).
     """
 
     bridge: str
@@ -82,6 +85,8 @@ class BridgeReport:
     lag_seconds: float = 0.0
     recovered: int = 0
     gaps: int = 0
+    primary: str = ""
+    failovers: int = 0
 
     @property
     def subscribed(self) -> bool:
@@ -133,6 +138,8 @@ class BridgeReport:
             lag_seconds=get.number("lag_seconds", 0.0),
             recovered=get.count("recovered"),
             gaps=get.count("gaps"),
+            primary=get.text("primary", ""),
+            failovers=get.count("failovers"),
         )
 
 

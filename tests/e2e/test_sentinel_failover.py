@@ -69,10 +69,11 @@ async def first_probe(ws, client: redis.Redis, job_id: str, since: float) -> tup
             return frame, time.monotonic() - since
 
 
-def roles(client: redis.Redis) -> list[str]:
+def reports(client: redis.Redis) -> list[tuple[str, str, int]]:
+    """Each bridge's role, Redis primary and failovers, as /ws/stats shows them."""
     from jobupdates.ingest.report import read_reports
 
-    return sorted(report.role for report in read_reports(client))
+    return sorted((r.role, r.primary, r.failovers) for r in read_reports(client))
 
 
 async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes, e2e_database):
@@ -105,9 +106,12 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
         assert recovered < RECOVERY_LIMIT
         assert cluster.primary_port() == cluster.replica.port
         deadline = time.monotonic() + RECOVERY_LIMIT
-        while roles(worker) != ["active", "standby"]:  # both bridges report on the new primary
-            assert time.monotonic() < deadline, f"expected one active bridge, got {roles(worker)}"
+        new = f"127.0.0.1:{cluster.replica.port}"
+        while reports(worker) != [("active", new, 1), ("standby", new, 1)]:  # on the new primary
+            assert time.monotonic() < deadline, f"expected one active bridge: {reports(worker)}"
             await asyncio.sleep(0.2)
+        for bridge in processes[1:]:  # each says what happened
+            bridge.wait_for(rf"bridge: Redis is now {new}, was 127.0.0.1:{old} \(a failover")
         resumed = await resume(port, cookie, seen["position"])
         assert resumed in (list(range(AWAY)), "position_lost"), (
             f"expected every update missed, in order, or an explicit reset; got {resumed}"

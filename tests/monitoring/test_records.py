@@ -146,7 +146,10 @@ def test_stats_document_sums_instances_and_bridges():
         recent_rejects=(RecentReject(290.0, "invalid_json"),),
         reconnects=1,
         last_message_at=295.0,
+        primary="10.0.0.2:6379",
+        failovers=1,
     )
+    assert BridgeReport.from_json(report.to_json()) == report
     document = stats_document(snapshot, [report], now=300.0)
     assert document["connected_clients"] == 1
     assert {k: v["connected_clients"] for k, v in document["instances"].items()} == {"a": 1, "b": 0}
@@ -165,6 +168,8 @@ def test_stats_document_sums_instances_and_bridges():
             "takeovers": 0,
             "recovered": 0,
             "gaps": 0,
+            "primary": "10.0.0.2:6379",
+            "failovers": 1,
             "started_at": 150.0,
             "reported_at": 299.0,
         }
