@@ -15,6 +15,7 @@ as soon as its client stops keeping up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ import redis.asyncio as aioredis
 from jobupdates.protocol.positions import Position, ResetReason, plan_recovery, with_position
 
 __all__ = ["FIRST_PAGE", "MAX_PAGE", "PAGE_BYTES", "History", "Recovery", "ReplayEntry"]
+
+logger = logging.getLogger(__name__)
 
 FIRST_PAGE = 4
 """Entries in the first page of a replay, before their size is known."""
@@ -37,9 +40,26 @@ PAGE_BYTES = 256 * 1024
 # entry ID ('' for none), payload digest ('' for none). Returns the new entries'
 # IDs, in order. One call records a whole batch, atomically.
 _APPEND = """
-local ids = {}
-for k = 1, #KEYS - 1 do
-  local at = 3 + (k - 1) * 4
+local lost = ''
+if ARGV[4] ~= '' then
+  local last = '0-0'
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[1])
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = info[i + 1] end
+    end
+  end
+  local lm, ls = string.match(last, '(%d+)-(%d+)')
+  local em, es = string.match(ARGV[4], '(%d+)-(%d+)')
+  lm, ls, em, es = tonumber(lm), tonumber(ls), tonumber(em), tonumber(es)
+  if lm < em or (lm == em and ls < es) then
+    redis.call('SET', KEYS[#KEYS], ARGV[4])
+    lost = last
+  end
+end
+local ids = {lost}
+for k = 1, #KEYS - 2 do
+  local at = 4 + (k - 1) * 4
   local fields = {'j', ARGV[at + 1], 'f', ARGV[at + 2]}
   if ARGV[at + 3] ~= '' then
     table.insert(fields, 'i')
@@ -51,16 +71,21 @@ for k = 1, #KEYS - 1 do
   end
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
   redis.call('SET', KEYS[k + 1], id .. ' ' .. ARGV[at + 2], 'EX', ARGV[3])
-  ids[k] = id
+  ids[k + 1] = id
 end
 local max_age = tonumber(ARGV[2])
-if max_age > 0 and #ids > 0 then
+if max_age > 0 and #ids > 1 then
   local now = redis.call('TIME')
   local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
   redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
 end
 return ids
 """
+"""Append a batch. KEYS: the stream, each update's state key, the lost key. ARGV:
+size, max age (ms), state TTL, the position the caller recorded last ('' if none),
+then four per update. Returns the stream's last ID if it was older than that
+position (Redis lost what came after it; the lost key now says up to where), else
+'', then the new positions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +135,8 @@ class History:
         """
         self.client = client
         self.stream_key = stream_key
+        self.lost_key = stream_key + ":lost"
+        """Holds the newest position Redis is known to have lost (:meth:`append_many`)."""
         self.state_prefix = state_prefix
         self.max_entries = max_entries
         self.max_age_ms = int(max_age_seconds * 1000)
@@ -135,6 +162,8 @@ class History:
         updates: Sequence[tuple[str, str]],
         ingest_ids: Sequence[str] | None = None,
         digests: Sequence[str] | None = None,
+        *,
+        after: str | None = None,
     ) -> list[str]:
         """Record ``(job_id, frame)`` updates in order, in one script call (all or none);
         return their positions.
@@ -145,17 +174,35 @@ class History:
         were recorded. ``digests``, one per update, identify the raw PUBLISHed
         payloads (field ``d``, never sent to clients): a standby aligns its ring
         with them on a takeover (:meth:`digest_tail`).
+
+        ``after`` is the position the caller recorded last. If the history's
+        newest is older (Redis lost its newest writes: a failover to a replica
+        that missed them, a restart without persistence), the loss is recorded
+        (:attr:`lost_key`, logged): clients that resume from a position before
+        ``after`` get a reset instead of a replay with a hole.
         """
         if not updates:
             return []
         ids = ingest_ids if ingest_ids is not None else [""] * len(updates)
         marks = digests if digests is not None else [""] * len(updates)
         keys = [self.stream_key]
-        args: list[str | int] = [self.max_entries, self.max_age_ms, self.state_ttl_seconds]
+        args: list[str | int] = [
+            self.max_entries,
+            self.max_age_ms,
+            self.state_ttl_seconds,
+            after or "",
+        ]
         for (job_id, frame), ingest_id, mark in zip(updates, ids, marks, strict=True):
             keys.append(self.state_prefix + job_id)
             args += (job_id, frame, ingest_id, mark)
-        positions = await self._append(keys=keys, args=args)
+        lost, *positions = await self._append(keys=[*keys, self.lost_key], args=args)
+        if lost:
+            logger.warning(
+                "history: Redis lost updates up to %s (its newest was %s); clients that "
+                "resume from before it get a reset (position_lost)",
+                after,
+                _text(lost),
+            )
         return [_text(position) for position in positions]
 
     async def ingested_since(self, oldest: str, *, page: int = 1000) -> set[str]:
@@ -207,10 +254,16 @@ class History:
             pipe.xrange(self.stream_key, "-" if since is None else f"({since}", "+", count=count)
             if seen and since is not None:
                 pipe.xrange(self.stream_key, str(since), str(since))
-            oldest, newest, after, *itself = await pipe.execute()
+                pipe.get(self.lost_key)
+            oldest, newest, after, *checks = await pipe.execute()
         first = _first_id(oldest)
-        held = bool(itself[0]) if itself else True
-        reset = None if since is None else plan_recovery(since, first, _first_id(newest), held=held)
+        held = bool(checks[0]) if checks else True
+        lost = Position.parse(checks[1]) if checks and checks[1] else None
+        reset = (
+            None
+            if since is None
+            else plan_recovery(since, first, _first_id(newest), held=held, lost=lost)
+        )
         if reset is not None:
             return Recovery(reset, oldest=first)
         entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)

@@ -103,6 +103,35 @@ async def test_a_seen_position_lost_by_redis_is_a_reset_even_with_newer_entries(
     assert (await store.since(seen)).reset is None, "expected no check for a computed point"
 
 
+async def test_a_write_after_redis_lost_the_writers_newest_records_the_loss(client, caplog):
+    store = history(client)
+    positions = await store.append_many([("j", frame(f"j{i}")) for i in range(5)])
+    kept = await store.append_many([("j", frame("next"))], after=positions[-1])
+    assert await client.get("h:lost") is None, "expected no loss: the history held it"
+    # a failover to a replica that had received only the first four
+    replicated = await client.xrange("h", "-", positions[3])
+    await client.delete("h")
+    for entry_id, fields in replicated:
+        await client.xadd("h", fields, id=entry_id)
+    with caplog.at_level("WARNING", logger="jobupdates.history"):
+        [after] = await store.append_many([("j", frame("after"))], after=kept[0])
+    assert (await client.get("h:lost")).decode() == kept[0]
+    assert f"Redis lost updates up to {kept[0]}" in caplog.text
+    held_before = Position.parse(positions[2])  # held, but what followed it is partly gone
+    assert (await store.since(held_before, seen=True)).reset is ResetReason.POSITION_LOST
+    replayed = await store.since(Position.parse(after), seen=True)
+    assert replayed.reset is None, "expected a position after the loss to replay"
+    assert (await store.since(held_before)).reset is None, "expected no check for a computed point"
+
+
+async def test_a_write_to_an_emptied_history_records_the_loss_too(client):
+    store = history(client)
+    [position] = await store.append_many([("j", frame("j"))])
+    await client.delete("h")  # Redis restarted without its data
+    await store.append_many([("j", frame("again"))], after=position)
+    assert (await client.get("h:lost")).decode() == position
+
+
 async def test_states_hold_each_jobs_latest_update_with_a_ttl(client):
     store = history(client, state_ttl_seconds=30)
     await record(store, "a", frame("a", "queued"))

@@ -65,6 +65,8 @@ class Forwarder:
         self.history = history
         self.delays = delays
         self.stopping = stopping
+        self.last_recorded: str | None = None
+        """The position of the last update it recorded: Redis must still hold it."""
 
     async def forward(
         self,
@@ -85,9 +87,13 @@ class Forwarder:
                 items = [(update.job_id, frame) for update, frame in batch]
                 positions = list(
                     await self.retry(
-                        "record", lambda: history.append_many(items, ingest_ids, digests)
+                        "record",
+                        lambda: history.append_many(
+                            items, ingest_ids, digests, after=self.last_recorded
+                        ),
                     )
                 )
+                self.last_recorded = positions[-1] if positions else self.last_recorded
             events = [
                 JobUpdateEvent(
                     text=with_position(frame, position) if position else frame,

@@ -80,7 +80,12 @@ class Position:
 
 
 def plan_recovery(
-    since: Position, oldest: Position | None, newest: Position | None, *, held: bool = True
+    since: Position,
+    oldest: Position | None,
+    newest: Position | None,
+    *,
+    held: bool = True,
+    lost: Position | None = None,
 ) -> ResetReason | None:
     """Decide whether the history can replay everything after ``since``.
 
@@ -92,6 +97,8 @@ def plan_recovery(
             saw that is within the history's range but not in it was lost
             (positions only ever leave from the oldest end): what came after it
             may have been lost too, and newer entries would hide the gap.
+        lost: The newest position Redis is known to have lost, if any: updates
+            up to it may be missing after any ``since`` before it.
 
     Returns:
         None if replaying the entries after ``since`` leaves no gap; else why not.
@@ -103,7 +110,7 @@ def plan_recovery(
         return ResetReason.UNKNOWN_POSITION
     if since < oldest:
         return ResetReason.POSITION_TOO_OLD
-    if not held:
+    if not held or (lost is not None and since < lost):
         return ResetReason.POSITION_LOST
     return None
 

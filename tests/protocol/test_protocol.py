@@ -263,6 +263,13 @@ def test_a_seen_position_the_history_no_longer_holds_was_lost(since, expected):
     assert plan_recovery(P(since), P("1-0"), P("9-0"), held=False) == expected
 
 
+@pytest.mark.parametrize(("since", "expected"), [("3-0", "position_lost"), ("7-0", None)])
+def test_a_position_before_a_known_loss_cannot_be_replayed(since, expected):
+    from jobupdates.protocol.positions import plan_recovery
+
+    assert plan_recovery(P(since), P("1-0"), P("9-0"), lost=P("6-0")) == expected
+
+
 def test_frames_gain_a_position_and_become_state_frames():
     from jobupdates.protocol.positions import as_state, with_position
 

@@ -1,0 +1,41 @@
+"""The forwarder records each batch after the last one it recorded, so a loss shows."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import redis.asyncio as aioredis
+
+from jobupdates.ingest.forwarder import Forwarder
+from jobupdates.protocol import JobUpdate
+from tests.ingest.conftest import GROUP, HISTORY, make_history
+
+
+def batch(*job_ids: str) -> list[tuple[JobUpdate, str]]:
+    updates = [JobUpdate(job_id, "queued", None) for job_id in job_ids]
+    return [(update, update.to_frame()) for update in updates]
+
+
+async def test_a_batch_after_redis_lost_the_last_one_recorded_marks_the_loss(redis_server, member):
+    layer, channel = member
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5)
+    forwarder = Forwarder(
+        layer=layer,
+        group=GROUP,
+        history=make_history(client),
+        delays=lambda: itertools.repeat(0.01),
+        stopping=asyncio.Event(),
+    )
+    assert await forwarder.forward(batch("a", "b"), received_at=0.0)
+    last = forwarder.last_recorded
+    assert last is not None
+    assert await client.get(HISTORY + ":lost") is None
+    await client.delete(HISTORY)  # Redis came back without its newest writes
+    assert await forwarder.forward(batch("c"), received_at=0.0)
+    assert (await client.get(HISTORY + ":lost")).decode() == last
+    assert forwarder.last_recorded != last
+    received = [await layer.receive(channel) for _ in range(3)]
+    assert [json.loads(m["text"])["job_id"] for m in received] == ["a", "b", "c"]
+    await client.aclose()
