@@ -22,17 +22,29 @@ class SentinelCluster:
     """Real ``redis-server`` processes: a primary, a replica of it, and three
     sentinels (quorum 2) watching them as :data:`SERVICE`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, password: str = "", sentinel_password: str = "") -> None:
+        """Args:
+        directory: Where the sentinels' configuration files go.
+        password: The primary's and the replica's ``requirepass`` (none if empty).
+        sentinel_password: The sentinels' own ``requirepass`` (none if empty).
+        """
         self.directory = directory
-        self.primary = RedisServer()
-        self.replica = RedisServer(extra=("--replicaof", "127.0.0.1", str(self.primary.port)))
+        self.password = password
+        self.sentinel_password = sentinel_password
+        auth = ("--requirepass", password, "--masterauth", password) if password else ()
+        self.primary = RedisServer(extra=("--repl-diskless-sync-delay", "0", *auth))
+        self.replica = RedisServer(
+            extra=("--replicaof", "127.0.0.1", str(self.primary.port), *auth)
+        )
         self.sentinels: list[RedisServer] = []
 
     @property
     def url(self) -> str:
-        """The ``redis+sentinel://`` URL of the service (database 0)."""
+        """The ``redis+sentinel://`` URL of the service (database 0), with its passwords."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        userinfo = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{userinfo}{hosts}/{SERVICE}/0{query}"
 
     def start(self) -> SentinelCluster:
         self.primary.start()
@@ -45,6 +57,13 @@ class SentinelCluster:
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} 5000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
+                + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
+                + (
+                    f"requirepass {self.sentinel_password}\n"
+                    f"sentinel sentinel-pass {self.sentinel_password}\n"
+                    if self.sentinel_password
+                    else ""
+                )
             )
             sentinel = RedisServer(config=str(config), extra=("--sentinel",), ready="+monitor")
             self.sentinels.append(sentinel.start())
@@ -52,7 +71,11 @@ class SentinelCluster:
 
     def primary_port(self) -> int:
         """The port of the primary the sentinels name now."""
-        client = redis.Redis(port=self.sentinels[0].port, socket_timeout=5)
+        client = redis.Redis(
+            port=self.sentinels[0].port,
+            password=self.sentinel_password or None,
+            socket_timeout=5,
+        )
         try:
             address: Any = client.sentinel_get_master_addr_by_name(SERVICE)
         finally:
@@ -78,7 +101,7 @@ class SentinelCluster:
         return time.monotonic() - started
 
     def _wait_replicating(self, port: int, timeout: float = 20.0) -> None:
-        client = redis.Redis(port=port, socket_timeout=5)
+        client = redis.Redis(port=port, password=self.password or None, socket_timeout=5)
         deadline = time.monotonic() + timeout
         try:
             while client.info("replication").get("master_link_status") != "up":

@@ -169,9 +169,13 @@ def _primary(
     """A ``redis_class`` client of the primary the sentinels of ``url`` name, through
     ``sentinel`` (redis-py's sync or asyncio ``sentinel`` module)."""
     target = parse_sentinel(url)
-    sentinels = sentinel.Sentinel(
+    sentinels = sentinel.Sentinel(  # asked with the client's own timeouts and retries
         list(target.sentinels),
-        sentinel_kwargs={**_timeouts(seconds), **target.sentinel_options()},
+        sentinel_kwargs={
+            **_timeouts(seconds),
+            "retry": options["retry"],
+            **target.sentinel_options(),
+        },
     )
     return sentinels.master_for(
         target.service, redis_class=redis_class, **target.primary_options(), **options

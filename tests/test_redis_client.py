@@ -106,3 +106,20 @@ async def test_clients_follow_a_failover_to_the_promoted_replica(sentinels):
     assert sentinels.primary_port() == sentinels.replica.port
     await client.aclose()
     sync.close()
+
+
+def test_the_primarys_and_the_sentinels_passwords_both_come_from_the_url(tmp_path):
+    cluster = SentinelCluster(tmp_path, password="primary-pw", sentinel_password="watch-pw")
+    cluster.start()
+    try:
+        client = redis_client.sync_client(Use.INTERACTIVE, cluster.url)
+        assert client.set("k", "v")
+        client.close()
+        no_primary_password = cluster.url.replace(":primary-pw@", "")
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis_client.sync_client(Use.INTERACTIVE, no_primary_password).set("k", "v")
+        no_sentinel_password = cluster.url.partition("?")[0]
+        with pytest.raises(redis.exceptions.RedisError):  # no sentinel answers without it
+            redis_client.sync_client(Use.INTERACTIVE, no_sentinel_password).set("k", "v")
+    finally:
+        cluster.stop()
