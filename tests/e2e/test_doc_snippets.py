@@ -115,8 +115,9 @@ RULES = [
     Rule(
         r"^docker compose -f docker/compose\.yaml ",
         "skip",
-        "no Docker engine here; docker/ is checked by tests/e2e/test_nginx.py",
-        files_exist("docker/compose.yaml"),
+        "no Docker engine here; docker/ is checked by tests/e2e/test_nginx.py and "
+        "tests/e2e/test_compose_sentinel.py",
+        files_exist("docker/compose.yaml", "docker/compose.sentinel.yaml"),
     ),
     Rule(
         r"^(daphne|python -m jobupdates\.delivery\.drain_server) ",
