@@ -20,6 +20,7 @@ from harness.processes import Process, child_env, start_bridge, start_daphne
 from harness.sentinels import SentinelCluster
 from harness.updates import job_update
 from jobupdates import redis_client
+from jobupdates.monitoring.reading import read_snapshot
 from tests.conftest import CHANNEL, STAFF
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +113,9 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
             await asyncio.sleep(0.2)
         for bridge in processes[1:]:  # each says what happened
             bridge.wait_for(rf"bridge: Redis is now {new}, was 127.0.0.1:{old} \(a failover")
+        while len(read_snapshot(worker).clients) != 1:  # the registry writes to the new primary
+            assert time.monotonic() < deadline, "expected the client listed on the new primary"
+            await asyncio.sleep(0.2)
         resumed = await resume(port, cookie, seen["position"])
         assert resumed in (list(range(AWAY)), "position_lost"), (
             f"expected every update missed, in order, or an explicit reset; got {resumed}"
