@@ -35,10 +35,13 @@ MAX_PAGE = 256
 PAGE_BYTES = 256 * 1024
 """About how many bytes of entries one page holds (from the sizes seen so far)."""
 
-# KEYS: the stream, then each update's state key. ARGV: max entries, max age
-# (ms, 0 = no limit), state TTL (s), then four per update: job id, frame, ingest
-# entry ID ('' for none), payload digest ('' for none). Returns the new entries'
-# IDs, in order. One call records a whole batch, atomically.
+# KEYS: the stream, each update's state key, then the lost key. ARGV: max entries,
+# max age (ms, 0 = no limit), state TTL (s), the position the caller recorded last
+# ('' for none), then four per update: job id, frame, ingest entry ID ('' for
+# none), payload digest ('' for none). Returns the stream's last ID if it was
+# older than that position (Redis lost what came after it: the lost key now holds
+# the position), else '', then the new entries' IDs, in order. One call records a
+# whole batch, atomically.
 _APPEND = """
 local lost = ''
 if ARGV[4] ~= '' then
@@ -81,11 +84,6 @@ if max_age > 0 and #ids > 1 then
 end
 return ids
 """
-"""Append a batch. KEYS: the stream, each update's state key, the lost key. ARGV:
-size, max age (ms), state TTL, the position the caller recorded last ('' if none),
-then four per update. Returns the stream's last ID if it was older than that
-position (Redis lost what came after it; the lost key now says up to where), else
-'', then the new positions."""
 
 
 @dataclass(frozen=True, slots=True)
