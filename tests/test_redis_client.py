@@ -93,6 +93,7 @@ async def test_clients_follow_a_failover_to_the_promoted_replica(sentinels):
     sync = redis_client.sync_client(Use.CORE, sentinels.url)
     client = redis_client.new_async_client(Use.CORE, sentinels.url)
     await client.set("before", "1")
+    assert await client.wait(1, 5000) == 1, "expected the replica to acknowledge it"
     old = sentinels.kill_primary()
     await asyncio.to_thread(sentinels.wait_for_failover, old)
     for _ in range(50):  # the first command after may find the old primary's pool entry
