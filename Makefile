@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install system-deps clean
+.PHONY: run test test-django6 lint install system-deps clean
 
 # Debian packages some end-to-end tests need (nginx in front of Daphne, Chromium
 # for the browser tests). Installed when missing and possible (root with
@@ -19,6 +19,20 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	@touch $@
 
 install: $(INSTALLED)
+
+# Django 6.1 on Python 3.13 (pyenv's, else python3.13 on PATH), in a venv of its own:
+# requirements-dev.txt's pins, but Django $(DJANGO6).
+DJANGO6 := 6.1.3
+PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
+VENV6 := .venv-django6
+INSTALLED6 := $(VENV6)/.installed
+
+$(INSTALLED6): requirements.txt requirements-dev.txt
+	$(PY313) -m venv $(VENV6)
+	sed 's/^Django==.*/Django==$(DJANGO6)/' requirements.txt > $(VENV6)/requirements.txt
+	cp requirements-dev.txt $(VENV6)/requirements-dev.txt
+	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r $(VENV6)/requirements-dev.txt
+	@touch $@
 
 ## run: migrate, start Redis if none answers, run Daphne on 127.0.0.1:8000 and the bridge
 run: install
@@ -41,12 +55,26 @@ system-deps:
 		echo "!!! cannot install$$missing (needs root and apt-get): the tests that need them will be SKIPPED !!!"; \
 	fi
 
-## test: lint, then the whole suite against throwaway Redis servers of its own
+## test: lint, then the whole suite against throwaway Redis servers of its own, then
+## the unit suite on Python 3.13 with Django 6.1 (test-django6)
 test: lint system-deps
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-django6
+
+## test-django6: the unit suite on Python 3.13 with Django 6.1; without python3.13 it is
+## skipped with a loud message, except under CI (CI set), where that fails
+test-django6:
+	@if ! $(PY313) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
+		if [ -n "$$CI" ]; then echo "python3.13 not found: CI runs the Django 6.1 suite on it" >&2; exit 1; fi; \
+		echo "!!! python3.13 NOT FOUND: the Django $(DJANGO6) suite is SKIPPED !!!"; \
+	else \
+		$(MAKE) --no-print-directory $(INSTALLED6) && \
+		echo "$(VENV6)/bin/python -m pytest -m 'not e2e' --ignore=tests/browser" && \
+		$(VENV6)/bin/python -m pytest -m "not e2e" --ignore=tests/browser; \
+	fi
 
 clean:
-	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV6) .devdata .pytest_cache .mypy_cache .ruff_cache
 
 ## bench: fan-out benchmarks, project vs websockets vs stock Channels (docs/performance.md);
 ## `make bench BENCH_ARGS=--quick` for a smoke run, BENCH_ARGS="--connections 10000" for idle memory

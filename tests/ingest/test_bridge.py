@@ -135,6 +135,12 @@ async def test_unreachable_redis_backs_off_and_stops_promptly(member):
     assert bridge.state is BridgeState.STOPPED
 
 
+async def counted(bridge, forwarded: int = 1) -> None:
+    """Return once ``bridge`` has counted ``forwarded`` updates."""
+    while bridge.stats.forwarded < forwarded:
+        await asyncio.sleep(0.01)
+
+
 async def test_failed_group_send_is_retried_not_dropped(redis_server, publish, caplog):
     layer = FlakyLayer(failures=2)
     channel = await layer.new_channel()
@@ -147,6 +153,7 @@ async def test_failed_group_send_is_retried_not_dropped(redis_server, publish, c
     retries = [r.getMessage() for r in caplog.records if "group_send failed" in r.getMessage()]
     assert len(retries) == 2
     assert "Connection refused (injected)" in retries[0]
+    await asyncio.wait_for(counted(bridge), 5)  # the frame arrives before the bridge counts it
     assert bridge.stats.forwarded == 1
     bridge.stop()
     await task
@@ -231,6 +238,7 @@ async def test_two_bridges_deliver_exactly_once_and_the_standby_takes_over(
     while standby.stats.skipped_as_standby < 5:  # it reads its own copy, at its own pace
         assert time.monotonic() < deadline, "expected the standby to skip all 5"
         await asyncio.sleep(0.01)
+    await asyncio.wait_for(counted(active, 5), 5)  # the frames arrive before it counts them
     assert (active.stats.forwarded, standby.stats.skipped_as_standby) == (5, 5)
     with caplog.at_level(logging.INFO, logger="jobupdates.ingest.leadership"):
         active.stop()

@@ -374,10 +374,15 @@ async def test_update_reaches_a_websocket_client_through_the_bridge(stack, staff
 
 
 def test_parse_data_points_at_the_error_on_its_line():
+    text = '{\n  "a": [1, 2,]\n}'
+    with pytest.raises(json.JSONDecodeError) as parsing:  # its words change (Python 3.13)
+        json.loads(text)
+    error = parsing.value
     with pytest.raises(PublishError) as refused:
-        parse_data('{\n  "a": [1, 2,]\n}')
-    assert "Expecting value at line 2, column 14 (character 15)" in str(refused.value)
-    assert str(refused.value).endswith('  "a": [1, 2,]\n' + " " * (2 + 13) + "^")
+        parse_data(text)
+    where = f"at line 2, column {error.colno} (character {error.pos})"
+    assert str(refused.value).startswith(f"--data is not valid JSON: {error.msg} {where}:")
+    assert str(refused.value).endswith('  "a": [1, 2,]\n' + " " * (2 + error.colno - 1) + "^")
     assert parse_data(None) is None
     assert parse_data("null") is None
 
