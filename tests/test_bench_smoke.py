@@ -24,18 +24,23 @@ CLIENTS = 30
 STORM_CLIENTS = 10
 
 
-def run_benchmarks(output: Path, *options: str) -> str:
-    """Run ``python -m benchmarks --quick --output OUTPUT *options``; return the table."""
+def run_module(module: str, *options: str) -> str:
+    """Run ``python -m MODULE *options`` from the repository; return its output."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output), *options],
+        [sys.executable, "-m", module, *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=80,
         check=False,
     )
-    assert result.returncode == 0, f"benchmark failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{module} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result.stdout
+
+
+def run_benchmarks(output: Path, *options: str) -> str:
+    """Run ``python -m benchmarks --quick --output OUTPUT *options``; return the table."""
+    return run_module("benchmarks", "--quick", "--output", str(output), *options)
 
 
 def row(table: str, label: str) -> list[str]:
@@ -102,16 +107,8 @@ def test_storm_welcomes_every_client_on_every_kind_of_target(tmp_path: Path) -> 
 
 
 def test_session_engines_measures_every_engine():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.session_engines", "--sessions", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )
-    assert result.returncode == 0, f"failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][2:]
+    output = run_module("benchmarks.session_engines", "--sessions", "3")
+    rows = [line for line in output.splitlines() if line.startswith("| ")][2:]
     labels = [row.split(" | ")[0].strip("| ") for row in rows]
     assert labels == ["db", "cached_db, warm", "cached_db, cold", "cache (Redis)", "signed_cookies"]
-    assert all(float(row.split(" | ")[1]) > 0 for row in rows), result.stdout
+    assert all(float(row.split(" | ")[1]) > 0 for row in rows), output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobupdates.access.middleware import offered_token, origin_allowed, origin_hosts
+from tests.support.sessions import session_of
 
 HOSTS = ["127.0.0.1", "localhost", ".example.com"]
 
@@ -124,17 +125,6 @@ def test_job_forbidden_message_escapes_and_bounds_job_ids():
     assert "'5-" not in message
 
 
-def _session_of(user) -> str:
-    from django.contrib.sessions.backends.db import SessionStore
-
-    store = SessionStore()
-    store["_auth_user_id"] = str(user.pk)
-    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    store["_auth_user_hash"] = user.get_session_auth_hash()
-    store.create()
-    return str(store.session_key)
-
-
 def _scope(cookie: str | None = None, *subprotocols: str) -> dict:
     headers = [(b"origin", b"http://127.0.0.1:8000")]
     if cookie is not None:
@@ -151,7 +141,7 @@ async def test_identify_finds_the_session_user_in_one_step(settings):
 
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     user = await sync_to_async(User.objects.create_user)("ada", password="pw-12345678")
-    key = await sync_to_async(_session_of)(user)
+    key = await sync_to_async(session_of)(user)
     scope = _scope(f"other=1; {settings.SESSION_COOKIE_NAME}={key}")
     await identify(scope)
     assert scope["user"].pk == user.pk
@@ -172,7 +162,7 @@ async def test_a_session_whose_password_changed_is_anonymous(settings):
     from jobupdates.access.middleware import identify
 
     user = await sync_to_async(User.objects.create_user)("bob", password="pw-12345678")
-    key = await sync_to_async(_session_of)(user)
+    key = await sync_to_async(session_of)(user)
     user.set_password("another-pw-1234")
     await sync_to_async(user.save)()
     scope = _scope(f"{settings.SESSION_COOKIE_NAME}={key}")

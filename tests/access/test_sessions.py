@@ -9,19 +9,9 @@ from asgiref.sync import sync_to_async
 
 from jobupdates.access import sessions
 from jobupdates.access.sessions import SessionUsers, session_user
+from tests.support.sessions import session_of
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the lookups run in the database thread
-
-
-def _session_of(user) -> str:
-    from django.contrib.sessions.backends.db import SessionStore
-
-    store = SessionStore()
-    store["_auth_user_id"] = str(user.pk)
-    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    store["_auth_user_hash"] = user.get_session_auth_hash()
-    store.create()
-    return str(store.session_key)
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ async def test_handshakes_of_the_moment_share_one_trip_and_each_gets_its_user(ho
 
     ann = await sync_to_async(User.objects.create_user)("ann", password="pw-12345678")
     bob = await sync_to_async(User.objects.create_user)("bob", password="pw-12345678")
-    keys = [await sync_to_async(_session_of)(u) for u in (ann, bob, ann, bob)]
+    keys = [await sync_to_async(session_of)(u) for u in (ann, bob, ann, bob)]
     users = SessionUsers()
     first = await users(keys[0])  # alone: at once
     found = await asyncio.gather(*(users(key) for key in [*keys, "unknown-key"]))

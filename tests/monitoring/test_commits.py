@@ -37,18 +37,29 @@ async def test_callers_during_a_write_share_the_next_one():
 
 
 async def test_a_caller_returns_only_after_a_write_that_began_after_its_call():
-    writes = Writes()
-    writes.release.clear()
-    commit = GroupCommit(writes)
+    events: list[str] = []
+    gate = asyncio.Event()
+
+    async def write() -> None:
+        events.append("write begins")
+        await gate.wait()
+        events.append("write ends")
+
+    commit = GroupCommit(write)
     first = asyncio.ensure_future(commit())
-    await writes.started.wait()
-    writes.started.clear()
+    while not events:  # the first write is in flight
+        await asyncio.sleep(0)
     second = asyncio.ensure_future(commit())
-    writes.release.set()
-    await first
-    assert writes.count == 2 or not second.done(), "expected the second to wait for write 2"
-    await second
-    assert writes.count == 2
+    second.add_done_callback(lambda _: events.append("second returns"))
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert events == [
+        "write begins",
+        "write ends",
+        "write begins",
+        "write ends",
+        "second returns",
+    ], "expected the second caller to wait for a write that began after it called"
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_write():
