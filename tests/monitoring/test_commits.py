@@ -37,29 +37,27 @@ async def test_callers_during_a_write_share_the_next_one():
 
 
 async def test_a_caller_returns_only_after_a_write_that_began_after_its_call():
-    events: list[str] = []
-    gate = asyncio.Event()
+    gates = [asyncio.Event(), asyncio.Event()]
+    began: list[int] = []
 
     async def write() -> None:
-        events.append("write begins")
-        await gate.wait()
-        events.append("write ends")
+        began.append(len(began))
+        await gates[began[-1]].wait()
 
     commit = GroupCommit(write)
     first = asyncio.ensure_future(commit())
-    while not events:  # the first write is in flight
+    while not began:  # the first write is in flight
         await asyncio.sleep(0)
     second = asyncio.ensure_future(commit())
-    second.add_done_callback(lambda _: events.append("second returns"))
-    gate.set()
-    await asyncio.wait_for(asyncio.gather(first, second), 5)
-    assert events == [
-        "write begins",
-        "write ends",
-        "write begins",
-        "write ends",
-        "second returns",
-    ], "expected the second caller to wait for a write that began after it called"
+    await asyncio.sleep(0)
+    gates[0].set()
+    await asyncio.wait_for(first, 5)
+    for _ in range(3):  # whatever the first write released has run by now
+        await asyncio.sleep(0)
+    assert began == [0, 1]
+    assert not second.done(), "expected the second caller to wait for the second write"
+    gates[1].set()
+    await asyncio.wait_for(second, 5)
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_write():
