@@ -98,7 +98,12 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
             seen, _ = await first_probe(away, worker, "seen", time.monotonic())
         for n in range(AWAY):  # published while it is away, before the failover
             assert publish(worker, job_update("away", data={"n": n})) == 2  # both bridges
-        await asyncio.sleep(0.5)  # recorded by the bridge, replicated (or not: then a reset)
+        live = []
+        while len(live) < AWAY:  # recorded, then sent: the connected client has them all
+            frame = await recv_json(ws, timeout=10)
+            if frame.get("job_id") == "away":
+                live.append(frame["data"]["n"])
+        assert live == list(range(AWAY))
         old = cluster.kill_primary()
         killed = time.monotonic()
         failover = await asyncio.to_thread(cluster.wait_for_failover, old)
