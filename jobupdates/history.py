@@ -22,7 +22,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from jobupdates.protocol.positions import Position, ResetReason, plan_recovery, with_position
+from jobupdates.history_script import APPEND
+from jobupdates.protocol.logs import loggable
+from jobupdates.protocol.positions import (
+    Position,
+    PositionError,
+    ResetReason,
+    plan_recovery,
+    with_position,
+)
 
 __all__ = ["FIRST_PAGE", "MAX_PAGE", "PAGE_BYTES", "History", "Recovery", "ReplayEntry"]
 
@@ -34,56 +42,6 @@ MAX_PAGE = 256
 """The most entries in one page."""
 PAGE_BYTES = 256 * 1024
 """About how many bytes of entries one page holds (from the sizes seen so far)."""
-
-# KEYS: the stream, each update's state key, then the lost key. ARGV: max entries,
-# max age (ms, 0 = no limit), state TTL (s), the position the caller recorded last
-# ('' for none), then four per update: job id, frame, ingest entry ID ('' for
-# none), payload digest ('' for none). Returns the stream's last ID if it was
-# older than that position (Redis lost what came after it: the lost key now holds
-# the position), else '', then the new entries' IDs, in order. One call records a
-# whole batch, atomically.
-_APPEND = """
-local lost = ''
-if ARGV[4] ~= '' then
-  local last = '0-0'
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    local info = redis.call('XINFO', 'STREAM', KEYS[1])
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then last = info[i + 1] end
-    end
-  end
-  local lm, ls = string.match(last, '(%d+)-(%d+)')
-  local em, es = string.match(ARGV[4], '(%d+)-(%d+)')
-  lm, ls, em, es = tonumber(lm), tonumber(ls), tonumber(em), tonumber(es)
-  if lm < em or (lm == em and ls < es) then
-    redis.call('SET', KEYS[#KEYS], ARGV[4])
-    lost = last
-  end
-end
-local ids = {lost}
-for k = 1, #KEYS - 2 do
-  local at = 4 + (k - 1) * 4
-  local fields = {'j', ARGV[at + 1], 'f', ARGV[at + 2]}
-  if ARGV[at + 3] ~= '' then
-    table.insert(fields, 'i')
-    table.insert(fields, ARGV[at + 3])
-  end
-  if ARGV[at + 4] ~= '' then
-    table.insert(fields, 'd')
-    table.insert(fields, ARGV[at + 4])
-  end
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-  redis.call('SET', KEYS[k + 1], id .. ' ' .. ARGV[at + 2], 'EX', ARGV[3])
-  ids[k + 1] = id
-end
-local max_age = tonumber(ARGV[2])
-if max_age > 0 and #ids > 1 then
-  local now = redis.call('TIME')
-  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
-end
-return ids
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +97,7 @@ class History:
         self.max_entries = max_entries
         self.max_age_ms = int(max_age_seconds * 1000)
         self.state_ttl_seconds = state_ttl_seconds
-        self._append = client.register_script(_APPEND)
+        self._append = client.register_script(APPEND)
 
     @classmethod
     def from_conf(cls, client: aioredis.Redis) -> History:
@@ -256,7 +214,7 @@ class History:
             oldest, newest, after, *checks = await pipe.execute()
         first = _first_id(oldest)
         held = bool(checks[0]) if checks else True
-        lost = Position.parse(checks[1]) if checks and checks[1] else None
+        lost = self._lost(checks[1]) if checks else None
         reset = (
             None
             if since is None
@@ -266,6 +224,20 @@ class History:
             return Recovery(reset, oldest=first)
         entries = tuple(_entry(entry_id, fields) for entry_id, fields in after)
         return Recovery(None, entries, oldest=first)
+
+    def _lost(self, value: bytes | str | None) -> Position | None:
+        """The lost key's position; one that does not parse (not written by a bridge)
+        is logged and taken as no loss rather than failing every resume."""
+        if not value:
+            return None
+        try:
+            return Position.parse(value)
+        except PositionError:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            logger.warning(
+                "history: %s holds %s, not a position; ignored", self.lost_key, loggable(text)
+            )
+            return None
 
     async def pages(
         self, since: Position | None, *, seen: bool = False

@@ -124,6 +124,17 @@ async def test_a_write_after_redis_lost_the_writers_newest_records_the_loss(clie
     assert (await store.since(held_before)).reset is None, "expected no check for a computed point"
 
 
+async def test_a_lost_key_that_is_not_a_position_is_logged_and_ignored(client, caplog):
+    store = history(client)
+    positions = await store.append_many([("j", frame(f"j{i}")) for i in range(3)])
+    await client.set("h:lost", "\x00garbage\n")
+    with caplog.at_level("WARNING", logger="jobupdates.history"):
+        replayed = await store.since(Position.parse(positions[0]), seen=True)
+    assert replayed.reset is None
+    assert len(replayed.entries) == 2
+    assert "h:lost holds '\\x00garbage\\n', not a position; ignored" in caplog.text
+
+
 async def test_a_write_to_an_emptied_history_records_the_loss_too(client):
     store = history(client)
     [position] = await store.append_many([("j", frame("j"))])
