@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 
 from botrix_site.redis_server import RedisServer
 from harness.processes import (
+    ROOT,
     Process,
     child_env,
     migrated_database,
@@ -52,6 +57,33 @@ def publish(redis_server: RedisServer) -> Iterator[object]:
 
     yield _publish
     client.close()
+
+
+UNSHIPPED = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".devdata")
+"""What :func:`dist` leaves out of the copy it builds from: the checkout's own state."""
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's wheel and sdist, built from this checkout as a release is
+    (``python -m build``), once per session.
+
+    Built from a copy without the checkout's ``build/`` and ``*.egg-info``: setuptools
+    reads an old ``SOURCES.txt`` back, so a file dropped from the package data would
+    still ship from a checkout that built before.
+    """
+    tree = tmp_path_factory.mktemp("tree") / "botrix-jobupdates"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*UNSHIPPED))
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
 
 
 @pytest.fixture(scope="session")

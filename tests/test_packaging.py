@@ -3,13 +3,9 @@ static file and ``py.typed`` (``python -m build``, as a release makes them)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "jobupdates"
@@ -21,20 +17,6 @@ def shipped() -> set[str]:
     wanted = {p for p in files if p.suffix == ".py" or p.name == "py.typed"}
     wanted |= {p for p in files if {"templates", "static"} & set(p.relative_to(PACKAGE).parts)}
     return {str(p.relative_to(ROOT)) for p in wanted}
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out
 
 
 def test_the_wheel_carries_the_whole_package(dist):
