@@ -2,7 +2,7 @@
 
 Server processes record their own series (connections, connects,
 disconnects, deliveries, delivery latency, registry Redis errors, channel
-layer faults) with
+layer faults, slow clients dropped, the registry heartbeat) with
 prometheus-client. When several processes share a host, set
 ``PROMETHEUS_MULTIPROC_DIR`` to one empty directory for all of them (before
 they start): each process then writes its series to files there and
@@ -36,6 +36,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from jobupdates.ingest.leadership import Role
 from jobupdates.protocol.reports import BridgeReport
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "DISCONNECTS",
     "LAYER_ERRORS",
     "REDIS_RECONNECTS",
+    "REGISTRY_HEARTBEAT",
+    "SLOW_CLIENT_DROPS",
     "BridgeCollector",
     "render",
 ]
@@ -81,6 +84,17 @@ LAYER_ERRORS = Counter(
     "Messages the channel layer dropped, and sinks it detached, by reason"
     " (see jobupdates.delivery.faults).",
     ["reason"],
+)
+SLOW_CLIENT_DROPS = Counter(
+    "jobupdates_slow_client_drops",
+    "WebSocket clients closed as too slow (error slow_client, close code 4408).",
+)
+REGISTRY_HEARTBEAT = Gauge(
+    "jobupdates_registry_heartbeat_timestamp_seconds",
+    "Unix time this server instance last wrote its heartbeat to the client registry"
+    " (its registry's start until the first write).",
+    ["instance"],
+    multiprocess_mode="livemax",
 )
 
 
@@ -126,6 +140,16 @@ class BridgeCollector(Collector):
         up = GaugeMetricFamily(
             "jobupdates_bridge_subscribed", "1 while the bridge is subscribed.", labels=["bridge"]
         )
+        active = GaugeMetricFamily(
+            "jobupdates_bridge_active",
+            "1 while the bridge holds the lease (the active bridge), 0 as a standby.",
+            labels=["bridge"],
+        )
+        lag = GaugeMetricFamily(
+            "jobupdates_bridge_lag_seconds",
+            "How long the update the bridge has in hand has waited; 0 if none.",
+            labels=["bridge"],
+        )
         for report in self.reports:
             bridge = report.bridge
             received.add_metric([bridge], float(report.received))
@@ -138,7 +162,9 @@ class BridgeCollector(Collector):
             recovered.add_metric([bridge], float(report.recovered))
             gaps.add_metric([bridge], float(report.gaps))
             up.add_metric([bridge], 1.0 if report.subscribed else 0.0)
-        yield from (received, forwarded, rejected, reconnects, recovered, gaps, up)
+            active.add_metric([bridge], 1.0 if report.role == Role.ACTIVE else 0.0)
+            lag.add_metric([bridge], report.lag_seconds)
+        yield from (received, forwarded, rejected, reconnects, recovered, gaps, up, active, lag)
 
 
 def _prune_dead_processes(path: str) -> None:

@@ -129,6 +129,8 @@ class Registry:
         self._removes: set[str] = set()  # client ids to delete in the next batch
         self._commit = GroupCommit(self._write_pending)  # a storm's writes share round trips
         self._gauge = metrics.CONNECTIONS.labels(instance=self.instance)
+        self._beat = metrics.REGISTRY_HEARTBEAT.labels(instance=self.instance)
+        self._beat.set(self.info.started_at)  # goes stale if no heartbeat is ever written
         self._flushed_deliveries = counters.deliveries
 
     @property
@@ -203,11 +205,13 @@ class Registry:
         adds, self._adds = self._adds, {}
         removes, self._removes = self._removes, set()
         async with self._lock:  # ordered around refreshes
-            await self._write(
+            replies = await self._write(
                 batch_name(adds, removes),
                 lambda pipe: self._batch_commands(pipe, adds, removes),
                 transaction=False,
             )
+        if replies is not None and adds:  # the batch renewed the heartbeat
+            self._beat.set(self.info.reported_at)
 
     def _batch_commands(self, pipe: Any, adds: dict[str, str], removes: set[str]) -> None:
         key = clients_key(self.instance)
@@ -253,6 +257,8 @@ class Registry:
             pipe.sadd(INSTANCES_KEY, self.instance)
 
         replies = await self._write("refresh", commands, transaction=True)
+        if replies is not None:
+            self._beat.set(self.info.reported_at)
         return None if replies is None else bool(replies[int(rewrite) + int(bool(records))])
 
     async def _records(self, clients: Iterable[tuple[str, LocalClient]]) -> dict[str, str]:
