@@ -171,6 +171,22 @@ def test_redis_cli_publish_appears_in_the_table(console_page: BrowserPage, live_
     console_page.assert_no_console_errors()
 
 
+def test_the_console_receives_updates_compressed(console_page: BrowserPage, live_site: Stack):
+    """Chromium offers permessage-deflate; the server answers without context takeover
+    and sends each update's shared compressed frame, which Chromium inflates."""
+    page = console_page.page
+    log_in(console_page)
+    expect_connected(page)
+    extensions = page.evaluate("window.jobUpdatesConsole.client.extensions")
+    assert extensions.startswith("permessage-deflate"), extensions
+    assert "server_no_context_takeover" in extensions, extensions
+    assert publish(live_site, "j-deflate", "completed", {"rows": list(range(50))}) == 1
+    row = job_row(page, "j-deflate")
+    expect(row.locator(".status")).to_have_text("completed")
+    expect(row.locator(".data")).to_have_text(re.compile(r'^\{"rows":\[0,1,2,.*,49\]\}$'))
+    console_page.assert_no_console_errors()
+
+
 def test_simulate_form_round_trips_through_redis_and_the_bridge(
     console_page: BrowserPage, live_site: Stack
 ):

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.e2e
 
 DOCKER = ROOT / "docker"
 TEMPLATE = DOCKER / "nginx" / "templates" / "default.conf.template"
+MIME_TYPES = Path("/etc/nginx/mime.types")
+"""Debian's and the nginx image's MIME types, which the image's main nginx.conf includes."""
 UPSTREAMS = DOCKER / "nginx" / "upstreams.conf"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -101,6 +104,7 @@ http {{
     fastcgi_temp_path {temp["fastcgi"]};
     uwsgi_temp_path {temp["uwsgi"]};
     scgi_temp_path {temp["scgi"]};
+    {"include /etc/nginx/mime.types;" if MIME_TYPES.is_file() else ""}
     include {site};
 }}
 """
@@ -145,6 +149,34 @@ def proxied(redis_server: RedisServer, e2e_database: str, tmp_path: Path) -> Ite
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def test_static_files_are_served_with_their_types(tmp_path):
+    """As the image serves them: ``jobupdates.mjs`` must be JavaScript for a browser to
+    import it (nginx's mime.types has no .mjs)."""
+    assert MIME_TYPES.is_file(), f"expected nginx's {MIME_TYPES} (Debian's nginx package)"
+    port = free_port()
+    conf = write_nginx_conf(tmp_path, port, [free_port()])
+    static = ROOT / "jobupdates" / "static"
+    shutil.copytree(static, tmp_path / "static", dirs_exist_ok=True)
+    nginx = Process("nginx", nginx_argv(nginx_binary(), conf), child_env())
+    try:
+        nginx.wait_for(r"start worker process \d+")
+        types = {}
+        for name in ("jobupdates.mjs", "jobupdates.js", "console.css"):
+            url = f"http://127.0.0.1:{port}/static/jobupdates/{name}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert (
+                    response.read() == (ROOT / "jobupdates/static/jobupdates" / name).read_bytes()
+                )
+                types[name] = response.headers["Content-Type"]
+    finally:
+        nginx.stop()
+    assert types == {
+        "jobupdates.mjs": "text/javascript",
+        "jobupdates.js": "application/javascript",
+        "console.css": "text/css",
+    }
 
 
 def test_nginx_accepts_the_config(tmp_path):
