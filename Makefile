@@ -6,10 +6,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test test-django6 lint install system-deps clean
 
-# Debian packages some end-to-end tests need (nginx in front of Daphne, Chromium
-# for the browser tests). Installed when missing and possible (root with
-# apt-get); elsewhere the tests that need them skip with a loud message.
-SYSTEM_PACKAGES := nginx chromium
+# Debian packages some tests need (nginx in front of Daphne, Chromium
+# for the browser tests, promtool from prometheus for the alert rules). Installed
+# when missing and possible (root with apt-get); elsewhere the tests that need
+# them skip with a loud message (and fail under CI).
+SYSTEM_PACKAGES := nginx chromium prometheus
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -56,21 +57,22 @@ system-deps:
 	fi
 
 ## test: lint, then the whole suite against throwaway Redis servers of its own, then
-## the unit suite on Python 3.13 with Django 6.1 (test-django6)
+## the unit and end-to-end suites on Python 3.13 with Django 6.1 (test-django6)
 test: lint system-deps
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory test-django6
 
-## test-django6: the unit suite on Python 3.13 with Django 6.1; without python3.13 it is
-## skipped with a loud message, except under CI (CI set), where that fails
+## test-django6: the unit and end-to-end suites (all but the browser tests) on Python 3.13
+## with Django 6.1; without python3.13 they are skipped with a loud message, except under
+## CI (CI set), where that fails
 test-django6:
 	@if ! $(PY313) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
 		if [ -n "$$CI" ]; then echo "python3.13 not found: CI runs the Django 6.1 suite on it" >&2; exit 1; fi; \
 		echo "!!! python3.13 NOT FOUND: the Django $(DJANGO6) suite is SKIPPED !!!"; \
 	else \
 		$(MAKE) --no-print-directory $(INSTALLED6) && \
-		echo "$(VENV6)/bin/python -m pytest -m 'not e2e' --ignore=tests/browser" && \
-		$(VENV6)/bin/python -m pytest -m "not e2e" --ignore=tests/browser; \
+		echo "$(VENV6)/bin/python -m pytest --ignore=tests/browser" && \
+		$(VENV6)/bin/python -m pytest --ignore=tests/browser; \
 	fi
 
 clean:

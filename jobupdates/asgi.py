@@ -65,7 +65,7 @@ class WebSocketApplication:
             return await self.other(scope, receive, send)
         release = await self.handshakes.enter(conf.MAX_HANDSHAKES, conf.HANDSHAKE_WAIT)
         if release is None:
-            await refuse_busy(receive, send)
+            await refuse_busy(scope, receive, send)
             return None
         scope = {**scope, RAW_SEND: send, HANDSHAKE_DONE: release}
         try:

@@ -32,18 +32,25 @@ from jobupdates.access import gate
 from jobupdates.access.admission import admission
 from jobupdates.access.handshakes import HANDSHAKE_DONE
 from jobupdates.access.limits import Strikes, TokenBucket
-from jobupdates.access.tokens import SUBPROTOCOL
 from jobupdates.conf import conf
 from jobupdates.delivery.catchup import catch_up
 from jobupdates.delivery.connection import LeanWebsocketConsumer
-from jobupdates.delivery.daphne import abort_later, backlog_probe, frame_writer, raw_send
+from jobupdates.delivery.daphne import (
+    abort_later,
+    backlog_probe,
+    frame_writer,
+    negotiated_deflate,
+    raw_send,
+)
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.feed import Feed
 from jobupdates.delivery.layers import JobUpdatesChannelLayer, job_update_send
+from jobupdates.monitoring import metrics
 from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.registry import LocalClient, get_registry
 from jobupdates.protocol import ClientMessageType, CloseCode, ErrorCode, ServerMessageType
 from jobupdates.protocol.connect import ConnectRequest
+from jobupdates.protocol.encodings import Encoding, negotiate, payload
 from jobupdates.protocol.events import JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
 
@@ -66,6 +73,9 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
     torn_down = False
     feed: Feed | None = None
     presence: LocalClient | None = None
+    subprotocol: str | None = None
+    """The subprotocol selected: ``jobupdates.v1.msgpack`` or ``jobupdates.v1`` if offered."""
+    encoding = Encoding.JSON
 
     async def connect(self) -> None:
         try:
@@ -74,6 +84,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             self.scope.get(HANDSHAKE_DONE, _nothing)()
 
     async def _connect(self) -> None:
+        self.subprotocol, self.encoding = negotiate(self.scope.get("subprotocols", ()))
         admitted = await gate.admit(self.scope)
         if not isinstance(admitted, gate.Admitted):
             await self.refuse(*admitted)
@@ -81,8 +92,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
         self.admitted = True
         self.request, self.user_key = admitted.request, admitted.user_key
         self.client_id = uuid.uuid4().hex
-        offered = SUBPROTOCOL in self.scope.get("subprotocols", ())
-        await self.accept(subprotocol=SUBPROTOCOL if offered else None)
+        await self.accept(subprotocol=self.subprotocol)
         send = raw_send(self.scope, None)
         feed = self.feed = Feed(
             self.base_send if send is None else self.guarded(send),
@@ -91,6 +101,8 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             backlog=backlog_probe(send),
             max_backlog=conf.MAX_BACKLOG_BYTES,
             on_overflow=self.on_overflow,
+            encoding=self.encoding,
+            compressed=negotiated_deflate(send),
         )
         self.bucket = TokenBucket(conf.RATE_LIMIT, conf.RATE_BURST)
         self.strikes = Strikes(conf.MAX_STRIKES)
@@ -111,6 +123,15 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             )
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
 
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Send a server message (built as JSON text) in the connection's encoding."""
+        if text_data is not None and self.encoding is not Encoding.JSON:
+            bytes_data = payload(text_data, self.encoding)
+            text_data = None
+        await super().send(text_data, bytes_data, close)
+
     async def refuse(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
         """Accept, explain with an error message, then close with ``close_code``.
 
@@ -118,7 +139,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
         reason), so the refusal is sent over an accepted socket instead.
         """
         logger.info("refused a connection: %s: %s", code.value, loggable(message))
-        await self.accept()
+        await self.accept(subprotocol=self.subprotocol)
         await self.close_with(code, message, close_code)
 
     async def close_with(self, code: ErrorCode, message: str, close_code: CloseCode) -> None:
@@ -143,7 +164,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             return
         try:
             request = protocol.parse_client_frame(
-                text_data, bytes_data, max_chars=conf.MAX_FRAME_BYTES
+                text_data, bytes_data, max_chars=conf.MAX_FRAME_BYTES, encoding=self.encoding
             )
         except protocol.FrameError as exc:
             await self.offence(exc.code, exc.detail, CloseCode.PROTOCOL_ERROR)
@@ -213,6 +234,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
     def on_overflow(self, reason: str) -> None:
         """The feed's limit was passed: close this slow client (called from the fan-out)."""
         logger.warning("client %s is too slow (%s); disconnecting", self.client_id, reason)
+        metrics.SLOW_CLIENT_DROPS.inc()
         if isinstance(self.channel_layer, JobUpdatesChannelLayer):
             self.channel_layer.detach(self.channel_name)
         message = f"this client fell too far behind ({reason}); reconnect with since="

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobupdates.protocol import CloseCode, ErrorCode, error_frame
+from jobupdates.protocol.encodings import asgi_send, negotiate
 
 __all__ = ["BUSY_MESSAGE", "HANDSHAKE_DONE", "HandshakeGate", "refuse_busy"]
 
@@ -94,7 +95,7 @@ class HandshakeGate:
             self._logged_at = now
 
 
-async def refuse_busy(receive: Any, send: Any) -> None:
+async def refuse_busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Accept, say ``server_busy``, close with 4503 (come back later, with backoff).
 
     Accepted first: a close before accept reaches a browser as a bare HTTP 403.
@@ -102,6 +103,7 @@ async def refuse_busy(receive: Any, send: Any) -> None:
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": error_frame(ErrorCode.SERVER_BUSY, BUSY_MESSAGE)})
+    subprotocol, encoding = negotiate(scope.get("subprotocols", ()))
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send(asgi_send(error_frame(ErrorCode.SERVER_BUSY, BUSY_MESSAGE), encoding))
     await send({"type": "websocket.close", "code": int(CloseCode.SERVER_FULL)})

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from django.core import signing
 from django.utils.encoding import force_str
 
+from jobupdates.protocol.encodings import JSON_SUBPROTOCOL
+
 __all__ = [
     "SUBPROTOCOL",
     "TOKEN_PREFIX",
@@ -38,8 +40,9 @@ __all__ = [
     "used_mark_milliseconds",
 ]
 
-SUBPROTOCOL = "jobupdates.v1"
-"""The subprotocol the server selects when a client offers it."""
+SUBPROTOCOL = JSON_SUBPROTOCOL
+"""The subprotocol of JSON frames, offered before a token (see
+:mod:`jobupdates.protocol.encodings`; ``jobupdates.v1.msgpack`` for MessagePack)."""
 TOKEN_PREFIX = "token."  # noqa: S105 - a prefix, not a secret
 """A subprotocol starting with this carries a token."""
 _SALT = "jobupdates.ws-token"

@@ -272,9 +272,17 @@ class Settings:
 
     @property
     def MAX_FRAME_BYTES(self) -> int:
-        """Largest client frame handled, in characters; larger ones get an error frame
-        (Daphne itself closes connections sending over 1 MiB). Default: ``4096``."""
+        """Largest client frame handled, in characters (bytes for MessagePack); larger ones
+        get an error frame; a message over Daphne's 1 MiB (inflated, if compressed) gets
+        ``frame_too_large`` and close 1009. Default: ``4096``."""
         return self._get("MAX_FRAME_BYTES", 4096, v.integer(64))
+
+    @property
+    def PERMESSAGE_DEFLATE(self) -> bool:
+        """Negotiate permessage-deflate (RFC 7692) with clients that offer it, as browsers
+        do: each update is compressed once per process, not per client. Needs the
+        project's server (``jobupdates.delivery.drain_server``). Default: ``True``."""
+        return self._get("PERMESSAGE_DEFLATE", True, v.boolean)
 
     @property
     def RATE_LIMIT(self) -> float:

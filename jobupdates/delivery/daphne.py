@@ -24,6 +24,7 @@ __all__ = [
     "abort_later",
     "backlog_probe",
     "frame_writer",
+    "negotiated_deflate",
     "raw_send",
 ]
 
@@ -116,6 +117,13 @@ def frame_writer(send: Any) -> Callable[[bytes], int] | None:
         return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
     return write
+
+
+def negotiated_deflate(send: Any) -> bool:
+    """Whether ``send``'s connection negotiated permessage-deflate (autobahn's
+    ``_perMessageCompress``; only the lean server accepts it, see
+    :mod:`jobupdates.delivery.compression`)."""
+    return getattr(_protocol(send), "_perMessageCompress", None) is not None
 
 
 def sendable_close(code: int) -> bool:

@@ -43,6 +43,7 @@ from jobupdates.conf import conf
 from jobupdates.delivery.drain import SETTLE_SECONDS, CloseSchedule, restarting_message
 from jobupdates.delivery.lean_server import LeanServer
 from jobupdates.protocol import CloseCode, ErrorCode, error_frame
+from jobupdates.protocol.encodings import Encoding, payload
 from jobupdates.protocol.logs import loggable
 
 __all__ = ["DrainingCommandLineInterface", "DrainingServer", "missing_internals"]
@@ -69,12 +70,14 @@ def _is_open(protocol: Any) -> bool:
     return isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
 
 
-def _close_restarting(protocol: Any, frame: bytes) -> None:
-    """Send ``server_restarting``, then close 1012, if the connection is still open."""
+def _close_restarting(protocol: Any, text: str) -> None:
+    """Send ``server_restarting`` (JSON ``text``, in the connection's encoding), then
+    close 1012, if the connection is still open."""
     if not _is_open(protocol):
         return
+    encoding = Encoding.of(getattr(protocol, "websocket_protocol_in_use", None))
     try:
-        protocol.sendMessage(frame, False)
+        protocol.sendMessage(payload(text, encoding), encoding.binary)
         protocol.sendCloseFrame(code=int(CloseCode.SERVICE_RESTART))
     except Exception:
         logger.warning("drain: could not close %s with 1012", loggable(protocol), exc_info=True)
@@ -139,21 +142,21 @@ class DrainingServer(LeanServer):
             len(clients),
             seconds,
         )
-        frame = error_frame(ErrorCode.SERVER_RESTARTING, restarting_message(seconds)).encode()
+        text = error_frame(ErrorCode.SERVER_RESTARTING, restarting_message(seconds))
         schedule = CloseSchedule(len(clients), seconds)
         closed = 0
         while closed < len(clients):
             elapsed = time.monotonic() - started
             due = schedule.due(elapsed)
             for protocol in clients[closed:due]:
-                _close_restarting(protocol, frame)
+                _close_restarting(protocol, text)
             closed = max(closed, due)
             if closed < len(clients):
                 await asyncio.sleep(max(schedule.at(closed) - elapsed, TICK))
         late = [p for p in self.connections if _is_open(p)]
         instances += self._instances(late)
         for protocol in late:
-            _close_restarting(protocol, frame)
+            _close_restarting(protocol, text)
         closed_at = time.monotonic() - started
         pending = [i for i in instances if not i.done()]
         if pending:

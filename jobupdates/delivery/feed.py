@@ -14,13 +14,26 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from jobupdates.history import ReplayEntry
+from jobupdates.protocol.encodings import Encoding, asgi_send, payload
 from jobupdates.protocol.frames import reset_frame
 from jobupdates.protocol.positions import Position, PositionError, ResetReason, as_state
+from jobupdates.protocol.wire import Framing
 
-__all__ = ["Feed", "Send"]
+__all__ = ["Feed", "Send", "framed"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 """An ASGI ``send``."""
+
+
+def framed(message: dict[str, Any], framing: Framing) -> bytes:
+    """The frame of a job update's message (:func:`~jobupdates.delivery.layers.job_update_send`)
+    in ``framing``, built on first use and kept in the message, which every connection of
+    the process shares: once per update, process and framing."""
+    frame: bytes | None = message.get(framing.key)
+    if frame is None:
+        encoding = Encoding.MSGPACK if framing.binary else Encoding.JSON
+        frame = message[framing.key] = framing.build(payload(message["text"], encoding))
+    return frame
 
 
 class Feed:
@@ -30,6 +43,8 @@ class Feed:
         "_held",
         "_state_positions",
         "backlog",
+        "encoding",
+        "framing",
         "jobs",
         "last_replayed",
         "max_backlog",
@@ -52,6 +67,8 @@ class Feed:
         backlog: Callable[[], int] | None = None,
         max_backlog: int = 1024 * 1024,
         on_overflow: Callable[[str], None] | None = None,
+        encoding: Encoding = Encoding.JSON,
+        compressed: bool = False,
     ) -> None:
         """Args:
         send: The connection's ASGI send.
@@ -64,8 +81,14 @@ class Feed:
         max_backlog: The most bytes a client may leave unread.
         on_overflow: Called once, with the reason, when either limit is passed;
             the feed sends nothing more.
+        encoding: The connection's encoding (its subprotocol): every message the
+            feed sends is re-encoded to it.
+        compressed: Whether the connection negotiated permessage-deflate: ``write``
+            gets each update's compressed frame (the ASGI ``send`` compresses itself).
         """
         self.send = send
+        self.encoding = encoding
+        self.framing = Framing(binary=encoding.binary, compressed=compressed)
         self.write = write
         self.jobs: set[str] | None = None if jobs is None else set(jobs)
         self.max_held = max_held
@@ -105,7 +128,8 @@ class Feed:
             return False  # recorded before the replay read it, published after: sent already
         write = self.write
         if write is not None and "frame" in message:
-            pending = write(message["frame"])  # the hot path: inlined, as :meth:`_emit` does it
+            frame = message.get(self.framing.key) or framed(message, self.framing)
+            pending = write(frame)  # the hot path: inlined, as :meth:`_emit` does it
             self.sent += 1
             self.position = message.get("position") or self.position
             if pending > self.max_backlog:
@@ -120,9 +144,12 @@ class Feed:
         Every write but the fast path's goes through here (replay, states,
         held updates, resets), so none of them can pass the bound either.
         """
+        position = message.get("position")
+        if self.encoding is not Encoding.JSON and "text" in message:
+            message = asgi_send(message["text"], self.encoding)
         await self.send(message)
         self.sent += 1
-        if (position := message.get("position")) is not None:
+        if position is not None:
             self.position = position
         self._check_backlog()
 
@@ -189,7 +216,7 @@ class Feed:
 
     async def _send_text(self, text: str) -> None:
         if not self.overflowed:
-            await self._emit({"type": "websocket.send", "text": text})
+            await self._emit(asgi_send(text, Encoding.JSON))
 
     def _covered(self, message: dict[str, Any]) -> bool:
         """Whether the replay or a state already sent ``message``'s update.

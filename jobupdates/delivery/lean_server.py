@@ -34,6 +34,9 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import reactor
 
+from jobupdates.conf import conf
+from jobupdates.delivery.compression import Compressing, RefusingOversize, accept_offers
+
 __all__ = ["Inbox", "LeanServer", "lean_protocol", "missing_internals"]
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ class Inbox:
         return self._items.pop(0)
 
 
-def lean_protocol(factory: Any) -> type[WebSocketProtocol]:
+def lean_protocol(factory: Any, *, deflate: bool = False) -> type[WebSocketProtocol]:
     """A subclass of ``factory.protocol`` holding the factory's options as class attributes.
 
     autobahn copies each of ``CONFIG_ATTRS`` from the factory onto a protocol
@@ -88,11 +91,20 @@ def lean_protocol(factory: Any) -> type[WebSocketProtocol]:
     values the factory has now, and an empty ``CONFIG_ATTRS``. A callable
     option (``perMessageCompressionAccept``) is a ``staticmethod``, so that
     it is not bound to the protocol as a method would be.
+
+    The subclass refuses an oversize message with an error frame
+    (:class:`~jobupdates.delivery.compression.RefusingOversize`), and with
+    ``deflate`` it negotiates permessage-deflate
+    (:mod:`jobupdates.delivery.compression`).
     """
     base = factory.protocol
     options = {name: _option(getattr(factory, name)) for name in base.CONFIG_ATTRS}
+    bases: tuple[type, ...] = (RefusingOversize, base)
+    if deflate:
+        options["perMessageCompressionAccept"] = staticmethod(accept_offers)
+        bases = (Compressing, *bases)
     attributes = {**options, "CONFIG_ATTRS": (), "__module__": __name__, "__slots__": ()}
-    lean: type[WebSocketProtocol] = type(f"Lean{base.__name__}", (base,), attributes)
+    lean: type[WebSocketProtocol] = type(f"Lean{base.__name__}", bases, attributes)
     return lean
 
 
@@ -144,8 +156,13 @@ class LeanServer(Server):  # type: ignore[misc]  # daphne is untyped
 
     def _use_lean_protocol(self) -> None:
         """Swap the WebSocket factory's protocol, once Daphne has configured the factory."""
-        self.ws_factory.protocol = lean_protocol(self.ws_factory)
-        logger.info("lean connections: on (autobahn options per class, light input queues)")
+        deflate = conf.PERMESSAGE_DEFLATE
+        self.ws_factory.protocol = lean_protocol(self.ws_factory, deflate=deflate)
+        logger.info(
+            "lean connections: on (autobahn options per class, light input queues); "
+            "permessage-deflate: %s",
+            "on" if deflate else "off (JOBUPDATES_PERMESSAGE_DEFLATE)",
+        )
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         """Daphne's ``create_application`` (daphne 4.2.3), with an :class:`Inbox`

@@ -11,7 +11,10 @@ import enum
 import json
 from dataclasses import dataclass
 
+import msgpack
+
 from jobupdates.protocol._json import describe, dumps
+from jobupdates.protocol.encodings import Encoding
 from jobupdates.protocol.jobs import JobIdError, normalize_job_id
 
 MAX_CLIENT_FRAME_BYTES = 4096
@@ -23,8 +26,10 @@ class ErrorCode(enum.StrEnum):
 
     UNAUTHENTICATED = "unauthenticated"
     BINARY_FRAME = "binary_frame"
+    TEXT_FRAME = "text_frame"
     FRAME_TOO_LARGE = "frame_too_large"
     INVALID_JSON = "invalid_json"
+    INVALID_MSGPACK = "invalid_msgpack"
     NOT_AN_OBJECT = "not_an_object"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_JOB_IDS = "invalid_job_ids"
@@ -54,6 +59,7 @@ class CloseCode(enum.IntEnum):
     """
 
     NORMAL = 1000
+    MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     DISCONNECTED_BY_STAFF = 4000
@@ -137,14 +143,21 @@ def parse_job_ids(raw: object) -> tuple[str, ...]:
 
 
 def parse_client_frame(
-    text: str | None, data: bytes | None, *, max_chars: int = MAX_CLIENT_FRAME_BYTES
+    text: str | None,
+    data: bytes | None,
+    *,
+    max_chars: int = MAX_CLIENT_FRAME_BYTES,
+    encoding: Encoding = Encoding.JSON,
 ) -> ClientMessage:
     """Parse one frame received from a client.
 
     Args:
         text: The frame's text, for a text frame.
         data: The frame's bytes, for a binary frame.
-        max_chars: The longest text frame handled.
+        max_chars: The longest frame handled: characters of a JSON text frame,
+            bytes of a MessagePack binary frame.
+        encoding: The connection's encoding: JSON text frames, or MessagePack
+            binary frames (one map each).
 
     Returns:
         The client's message.
@@ -152,23 +165,13 @@ def parse_client_frame(
     Raises:
         FrameError: With the :class:`ErrorCode` to send back.
     """
-    if text is None:
-        raise FrameError(
-            ErrorCode.BINARY_FRAME,
-            f"expected a JSON text frame, got a binary frame of {len(data or b'')} bytes",
-        )
-    if len(text) > max_chars:
-        raise FrameError(
-            ErrorCode.FRAME_TOO_LARGE, f"expected at most {max_chars} characters, got {len(text)}"
-        )
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise FrameError(
-            ErrorCode.INVALID_JSON, "expected a JSON object, got invalid JSON"
-        ) from None
+    if encoding is Encoding.MSGPACK:
+        value = _unpack(text, data, max_chars)
+    else:
+        value = _loads(text, data, max_chars)
     if not isinstance(value, dict):
-        raise FrameError(ErrorCode.NOT_AN_OBJECT, f"expected a JSON object, got {describe(value)}")
+        noun = "MessagePack map" if encoding is Encoding.MSGPACK else "JSON object"
+        raise FrameError(ErrorCode.NOT_AN_OBJECT, f"expected a {noun}, got {describe(value)}")
     kind = value.get("type")
     if isinstance(kind, str) and kind in _CLIENT_TYPES:
         message_type = ClientMessageType(kind)
@@ -179,6 +182,44 @@ def parse_client_frame(
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE, f"expected type to be one of {expected}, got {kind!r:.60}"
     )
+
+
+def _loads(text: str | None, data: bytes | None, max_chars: int) -> object:
+    if text is None:
+        raise FrameError(
+            ErrorCode.BINARY_FRAME,
+            f"expected a JSON text frame, got a binary frame of {len(data or b'')} bytes",
+        )
+    if len(text) > max_chars:
+        raise FrameError(
+            ErrorCode.FRAME_TOO_LARGE, f"expected at most {max_chars} characters, got {len(text)}"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError(
+            ErrorCode.INVALID_JSON, "expected a JSON object, got invalid JSON"
+        ) from None
+
+
+def _unpack(text: str | None, data: bytes | None, max_bytes: int) -> object:
+    if data is None:
+        raise FrameError(
+            ErrorCode.TEXT_FRAME,
+            f"expected a MessagePack binary frame, got a text frame of {len(text or '')} "
+            "characters",
+        )
+    if len(data) > max_bytes:
+        raise FrameError(
+            ErrorCode.FRAME_TOO_LARGE, f"expected at most {max_bytes} bytes, got {len(data)}"
+        )
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise FrameError(
+            ErrorCode.INVALID_MSGPACK,
+            f"expected one MessagePack map, got invalid MessagePack ({type(exc).__name__})",
+        ) from None
 
 
 def welcome_frame(client_id: str) -> str:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import zlib
+
+import msgpack
 
 from jobupdates.delivery.feed import Feed
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol import JobUpdate
+from jobupdates.protocol.encodings import Encoding
 from jobupdates.protocol.positions import Position, ResetReason, with_position
+from jobupdates.protocol.wire import text_frame
 
 
 def entry(seq: int, job_id: str = "j") -> ReplayEntry:
@@ -195,3 +200,53 @@ async def test_held_updates_flushed_by_go_live_count_against_the_bound():
     assert socket.seqs() == [0, 1]
     assert reasons
     assert feed.overflowed
+
+
+# Encodings and compression: frames built once per update and framing
+
+
+def framed_live(seq: int) -> dict:
+    message = live(seq)
+    return {**message, "frame": text_frame(message["text"].encode())}
+
+
+async def test_feeds_of_one_framing_share_the_frame_built_for_the_first():
+    writes: dict[str, list[bytes]] = {"a": [], "b": [], "plain": []}
+
+    def writer(name: str):
+        return lambda frame: writes[name].append(frame) or 0
+
+    feeds = [
+        Feed(Socket(), write=writer("a"), compressed=True, encoding=Encoding.MSGPACK),
+        Feed(Socket(), write=writer("b"), compressed=True, encoding=Encoding.MSGPACK),
+        Feed(Socket(), write=writer("plain")),
+    ]
+    message = framed_live(1)
+    for feed in feeds:
+        await feed.go_live()
+        assert await feed(message)
+    [a], [b], [plain] = writes["a"], writes["b"], writes["plain"]
+    assert a is b, "expected one frame built for both compressed MessagePack feeds"
+    assert message["frame.binary.deflate"] is a
+    assert plain is message["frame"]
+    assert a[0] == 0x80 | 0x40 | 0x2, "expected FIN, RSV1 and the binary opcode"
+    inflated = zlib.decompressobj(-15).decompress(a[2:] + b"\x00\x00\xff\xff")
+    assert msgpack.unpackb(inflated) == json.loads(message["text"])
+
+
+async def test_a_msgpack_feed_sends_everything_else_as_msgpack():
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    feed = Feed(send, encoding=Encoding.MSGPACK)
+    await feed.replay([entry(1)])
+    await feed.send_reset(ResetReason.POSITION_TOO_OLD, "gone")
+    feed.hold()
+    await feed(live(2))
+    await feed.go_live()
+    assert all(set(m) == {"type", "bytes"} for m in sent), sent
+    decoded = [msgpack.unpackb(m["bytes"]) for m in sent]
+    assert [d["type"] for d in decoded] == ["job_update", "reset", "job_update"]
+    assert feed.position == "100-2", "expected the position kept through the re-encoding"

@@ -23,6 +23,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,12 @@ def files_exist(*paths: str) -> Callable[[str], None]:
     return check
 
 
+def wheel_is_this_version(command: str) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wheel = f"botrix_jobupdates-{project['version']}-py3-none-any.whl"
+    assert command.endswith(f"/{wheel}"), f"{command!r}: expected this version's wheel, {wheel}"
+
+
 def benchmark_args_parse(command: str) -> None:
     from benchmarks.cli import parse_args
 
@@ -129,15 +136,20 @@ RULES = [
     Rule(r"manage\.py publish_job_update --interactive$", "skip", "interactive", manage_has),
     Rule(r"manage\.py collectstatic\b", "skip", "writes STATIC_ROOT in the checkout", manage_has),
     Rule(
-        r"^pip install -r /path/to/botrix-jobupdates/requirements\.txt$",
+        r"^pip install /path/to/botrix_jobupdates-[^-]+-py3-none-any\.whl$",
         "skip",
-        "installs packages",
-        files_exist("requirements.txt"),
+        "installed into a fresh virtualenv by tests/e2e/test_walkthrough.py",
+        wheel_is_this_version,
     ),
-    Rule(r"^export PYTHONPATH=/path/to/", "skip", "a path of the reader's machine"),
     Rule(r"^django-admin startproject mysite$", "skip", "run by tests/e2e/test_walkthrough.py"),
     Rule(r"^cd mysite$", "skip", "run by tests/e2e/test_walkthrough.py"),
     Rule(r"^systemctl ", "skip", "needs systemd"),
+    Rule(
+        r"^promtool (check|test) rules docker/prometheus/alerts(_test)?\.yml$",
+        "skip",
+        "run by tests/monitoring/test_alerts.py (needs Debian's prometheus package)",
+        files_exist("docker/prometheus/alerts.yml", "docker/prometheus/alerts_test.yml"),
+    ),
     Rule(
         r"^BOTRIX_SCREENSHOT_DIR=docs \.venv/bin/python -m pytest tests/browser ",
         "skip",

@@ -342,29 +342,6 @@ def test_reset_and_subscription_frames():
     }
 
 
-# Wire framing
-
-
-@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 200_000])
-def test_text_frames_parse_as_websockets_reads_them(length):
-    from websockets.frames import Frame, Opcode
-    from websockets.streams import StreamReader
-
-    from jobupdates.protocol.wire import text_frame
-
-    payload = b"x" * length
-    reader = StreamReader()
-    reader.feed_data(text_frame(payload))
-    parser = Frame.parse(reader.read_exact, mask=False)
-    try:
-        next(parser)
-    except StopIteration as done:
-        frame = done.value
-    assert frame.opcode is Opcode.TEXT
-    assert frame.fin
-    assert frame.data == payload
-
-
 def test_loggable_escapes_line_breaks_and_truncates():
     from jobupdates.protocol.logs import loggable
 
