@@ -14,7 +14,7 @@ decompressor between messages:
   :class:`Compressing`, which replaces autobahn's per-connection compressor;
 * a client's compressed message is held to the limits of a plain one: autobahn
   inflates it up to Daphne's message limit (``--websocket_max_message_size``,
-  1 MiB) and no further, and :class:`RefusingOversize` answers
+  1 MiB) and no further, and :class:`Refusals` answers
   ``frame_too_large`` and closes with 1009, as for a plain message over that
   limit (no "deflate bomb"); under it, the consumer's own frame limit applies.
 
@@ -34,7 +34,7 @@ from jobupdates.protocol.frames import CloseCode, ErrorCode, error_frame
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.wire import DEFLATE_WINDOW_BITS, Framing
 
-__all__ = ["Compressing", "RefusingOversize", "accept_offers"]
+__all__ = ["Compressing", "Refusals", "accept_offers"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +104,18 @@ class Compressing:
             extension._decompressor = None  # about 40 KB; a new one per message anyway
 
 
-class RefusingOversize:
+class Refusals:
     """Mixin for autobahn's server protocol: a message over the server's limit (after
     inflating, if compressed) gets a ``frame_too_large`` error, then close 1009,
-    instead of autobahn's bare close."""
+    instead of autobahn's bare close; every other protocol failure (a corrupt
+    compressed frame: 1007) is logged with its reason, which autobahn keeps to
+    its own logger."""
 
     websocket_protocol_in_use: str | None
     failedByMe: bool  # noqa: N815 - autobahn's name
     state: Any
     STATE_OPEN: Any
+    STATE_CLOSED: Any
 
     def _max_message_size_exceeded(self, msg_size: int, max_msg_size: int, reason: str) -> None:
         if self.state != self.STATE_OPEN:  # a second part of the same message: drop
@@ -128,3 +131,13 @@ class RefusingOversize:
         self.failedByMe = True  # autobahn ignores the rest of the message from here
         # a closing handshake, not autobahn's abort, which would discard the error frame
         self.sendCloseFrame(code=int(CloseCode.MESSAGE_TOO_BIG), isReply=False)  # type: ignore[attr-defined]
+
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        if self.state != self.STATE_CLOSED:
+            logger.info(
+                "failing a WebSocket connection from %s with %d: %s",
+                loggable(getattr(self, "peer", "?")),
+                code,
+                loggable(reason),
+            )
+        super()._fail_connection(code, reason)  # type: ignore[misc]

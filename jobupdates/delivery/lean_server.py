@@ -35,7 +35,7 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import reactor
 
 from jobupdates.conf import conf
-from jobupdates.delivery.compression import Compressing, RefusingOversize, accept_offers
+from jobupdates.delivery.compression import Compressing, Refusals, accept_offers
 
 __all__ = ["Inbox", "LeanServer", "lean_protocol", "missing_internals"]
 
@@ -93,13 +93,16 @@ def lean_protocol(factory: Any, *, deflate: bool = False) -> type[WebSocketProto
     it is not bound to the protocol as a method would be.
 
     The subclass refuses an oversize message with an error frame
-    (:class:`~jobupdates.delivery.compression.RefusingOversize`), and with
+    (:class:`~jobupdates.delivery.compression.Refusals`), and with
     ``deflate`` it negotiates permessage-deflate
     (:mod:`jobupdates.delivery.compression`).
     """
     base = factory.protocol
     options = {name: _option(getattr(factory, name)) for name in base.CONFIG_ATTRS}
-    bases: tuple[type, ...] = (RefusingOversize, base)
+    # a protocol violation (a corrupt compressed frame, an unmasked frame) closes with its
+    # RFC 6455 code (1002, 1007) instead of autobahn's drop (seen as 1006, no reason)
+    options["failByDrop"] = False
+    bases: tuple[type, ...] = (Refusals, base)
     if deflate:
         options["perMessageCompressionAccept"] = staticmethod(accept_offers)
         bases = (Compressing, *bases)

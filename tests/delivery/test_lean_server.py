@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from autobahn.websocket.compress import PerMessageDeflateOffer
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.testing import StringTransport
 
 from jobupdates.delivery import lean_server
+from jobupdates.delivery.compression import Compressing, Refusals
 from jobupdates.delivery.lean_server import Inbox, lean_protocol, missing_internals
 
 
@@ -69,10 +71,23 @@ def test_the_lean_protocol_holds_the_factory_options_and_copies_none_per_connect
     assert set(options) <= set(vars(stock)), "expected stock autobahn to copy every option"
     assert not set(options) & set(vars(lean)), "expected no option copied onto the connection"
     assert len(vars(lean)) <= len(vars(stock)) - len(options)
-    for name in options:  # the same values, read through the class
+    changed = {"failByDrop"}  # a protocol failure closes with its code (compression.Refusals)
+    for name in set(options) - changed:  # the same values, read through the class
         assert getattr(lean, name) == getattr(stock, name), name
+    assert (stock.failByDrop, lean.failByDrop) == (True, False)
     assert (lean.openHandshakeTimeout, lean.maxMessagePayloadSize) == (7, 1024)
     assert lean.perMessageCompressionAccept([]) is None, "expected a callable option unbound"
+    assert not isinstance(lean, Compressing), "expected compression only when asked for"
+
+
+def test_the_lean_protocol_with_deflate_accepts_offers_and_compresses_on_its_own():
+    factory = daphne_factory()
+    factory.protocol = lean_protocol(factory, deflate=True)
+    lean = factory.buildProtocol(("127.0.0.1", 1))
+    assert isinstance(lean, Compressing)
+    assert isinstance(lean, Refusals)
+    accept = lean.perMessageCompressionAccept([PerMessageDeflateOffer()])
+    assert "server_no_context_takeover" in accept.get_extension_string()
 
 
 def test_the_probe_finds_the_pinned_internals_and_names_what_is_missing(monkeypatch):

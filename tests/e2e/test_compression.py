@@ -119,3 +119,18 @@ async def test_the_setting_turns_compression_off(uncompressed: Stack):
     ) as ws:
         assert ws.protocol.extensions == []
         await welcomed(ws)
+
+
+@FAST
+def test_corrupt_compressed_data_closes_only_that_connection(stack: Stack, staff_cookie: str):
+    with (
+        RawWebSocket(stack.port, staff_cookie, extensions=DEFLATE_OFFER) as client,
+        RawWebSocket(stack.port, staff_cookie, extensions=DEFLATE_OFFER) as other,
+    ):
+        welcomed_raw(client)
+        welcomed_raw(other)
+        client.send(b"\xff\xff\xff\xff not deflate", raw_rsv1=True)
+        assert client.close_code() == 1007, "expected invalid frame payload data, not a drop"
+        stack.daphne.wait_for(r"failing a WebSocket connection from .* with 1007: .*deflate")
+        other.send(b'{"type":"ping"}', compressed=True)
+        assert other.read_message().value() == {"type": "pong"}, "expected the other unaffected"

@@ -73,6 +73,7 @@ def test_msgpack_client_messages_parse_like_json_ones():
         (None, msgpack.packb({"type": "ping"}) + b"\x00", ErrorCode.INVALID_MSGPACK, "invalid"),
         (None, msgpack.packb({1: "x"}), ErrorCode.INVALID_MSGPACK, "invalid MessagePack"),
         (None, b"\x92\x01", ErrorCode.INVALID_MSGPACK, "invalid MessagePack"),
+        (None, b"\x91" * 3000 + b"\xc0", ErrorCode.INVALID_MSGPACK, "(StackError)"),
         (None, msgpack.packb([1]), ErrorCode.NOT_AN_OBJECT, "expected a MessagePack map"),
         (None, msgpack.packb({"type": "x" * 9000}), ErrorCode.FRAME_TOO_LARGE, "at most 4096"),
         (None, msgpack.packb({"type": "nope"}), ErrorCode.UNKNOWN_TYPE, "got 'nope'"),

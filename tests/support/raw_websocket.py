@@ -119,13 +119,16 @@ class RawWebSocket:
             pass
         return frame
 
-    def send(self, payload: bytes, opcode: int = 0x1, *, compressed: bool = False) -> None:
-        """Send one masked frame; ``compressed`` deflates the payload and sets RSV1."""
+    def send(
+        self, payload: bytes, opcode: int = 0x1, *, compressed: bool = False, raw_rsv1: bool = False
+    ) -> None:
+        """Send one masked frame; ``compressed`` deflates the payload and sets RSV1,
+        ``raw_rsv1`` sets RSV1 on the payload as it is."""
         if compressed:
             compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
             payload = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
             payload = payload.removesuffix(_TAIL)
-        first = 0x80 | opcode | (0x40 if compressed else 0)
+        first = 0x80 | opcode | (0x40 if compressed or raw_rsv1 else 0)
         length = len(payload)
         if length < 126:
             header = struct.pack("!BB", first, 0x80 | length)
