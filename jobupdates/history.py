@@ -36,8 +36,10 @@ __all__ = ["FIRST_PAGE", "MAX_PAGE", "PAGE_BYTES", "History", "Recovery", "Repla
 
 logger = logging.getLogger(__name__)
 
-FIRST_PAGE = 4
-"""Entries in the first page of a replay, before their size is known."""
+FIRST_PAGE = 1
+"""Entries in the first page of a replay, before their size is known: one, so that a
+replay of large updates holds one in flight, not several (each up to
+``JOBUPDATES_MAX_PAYLOAD_BYTES``, with its copies on the way to the socket)."""
 MAX_PAGE = 256
 """The most entries in one page."""
 PAGE_BYTES = 256 * 1024
