@@ -8,6 +8,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,13 +37,17 @@ def login(port: int, username: str, password: str) -> str:
     return f"sessionid={cookies['sessionid']}"
 
 
-def ws_connect(port: int, cookie: str | None = None, path: str = "/ws") -> Any:
-    """Open a WebSocket to Daphne with a same-site Origin, as a page would."""
+def ws_connect(
+    port: int, cookie: str | None = None, path: str = "/ws", subprotocols: Sequence[str] = ()
+) -> Any:
+    """Open a WebSocket to Daphne with a same-site Origin, as a page would: offering
+    permessage-deflate (as browsers do) and ``subprotocols`` if any."""
     headers = {"Cookie": cookie} if cookie else None
     return connect(
         f"ws://127.0.0.1:{port}{path}",
         origin=f"http://127.0.0.1:{port}",  # type: ignore[arg-type]
         additional_headers=headers,
+        subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
         open_timeout=10,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgpack
 import pytest
 from channels.testing import WebsocketCommunicator
 
@@ -64,6 +65,20 @@ async def test_a_handshake_without_a_turn_is_told_to_come_back(settings):
     assert (await served.connect())[0]  # reached the consumer, which refuses the origin
     assert (await served.receive_json_from())["code"] == "origin_not_allowed"
     assert await application.handshakes.enter(1, 0.05) is not None, "expected the turn back"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_msgpack_client_is_told_to_come_back_in_msgpack(settings):
+    settings.JOBUPDATES_MAX_HANDSHAKES = 1
+    settings.JOBUPDATES_HANDSHAKE_WAIT = 0.05
+    application = websocket_application()
+    held = await application.handshakes.enter(1, 1.0)
+    assert held is not None
+    busy = WebsocketCommunicator(application, "/ws", subprotocols=["jobupdates.v1.msgpack"])
+    assert await busy.connect() == (True, "jobupdates.v1.msgpack")
+    error = msgpack.unpackb((await busy.receive_output())["bytes"])
+    assert (error["code"], (await busy.receive_output())["code"]) == ("server_busy", 4503)
+    held()
 
 
 async def _until(condition) -> None:

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.client import connect
 
 from botrix_site.redis_server import RedisServer
 from harness.clients import login, recv_json, welcomed, ws_connect
@@ -112,11 +111,7 @@ def uncompressed(redis_server: RedisServer, e2e_database: str) -> Iterator[Stack
 async def test_the_setting_turns_compression_off(uncompressed: Stack):
     cookie = await asyncio.to_thread(login, uncompressed.port, *STAFF)
     uncompressed.daphne.wait_for(r"permessage-deflate: off")
-    async with connect(
-        f"ws://127.0.0.1:{uncompressed.port}/ws",
-        origin=f"http://127.0.0.1:{uncompressed.port}",  # type: ignore[arg-type]
-        additional_headers={"Cookie": cookie},
-    ) as ws:
+    async with ws_connect(uncompressed.port, cookie) as ws:  # offering permessage-deflate
         assert ws.protocol.extensions == []
         await welcomed(ws)
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import msgpack
 import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
@@ -215,4 +216,22 @@ def test_daphne_without_clients_exits_without_waiting_out_the_drain(env, daphnes
     daphne.signal(signal.SIGTERM)
     daphne.wait_for(r"drain: stopped listening; closing 0 WebSocket client\(s\) over 60 s")
     # Well under the 60 s drain: a drain that waited it out would fail here.
+    assert daphne.popen.wait(timeout=20) == 0
+
+
+async def test_a_msgpack_client_is_told_in_msgpack(env, daphnes):
+    """The drain answers in each connection's encoding, compressed if negotiated."""
+    env = {**env, "JOBUPDATES_DRAIN_SECONDS": "0"}
+    daphne, port = start_daphne(env)
+    daphnes.append(daphne)
+    cookie = login(port, *STAFF)
+    async with ws_connect(port, cookie, subprotocols=["jobupdates.v1.msgpack"]) as ws:
+        assert msgpack.unpackb(await ws.recv())["type"] == "welcome"
+        daphne.wait_for(r"drain: ready")
+        daphne.signal(signal.SIGTERM)
+        frame = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 20))
+        assert (frame["type"], frame["code"]) == ("error", "server_restarting"), frame
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1012
     assert daphne.popen.wait(timeout=20) == 0

@@ -13,7 +13,8 @@ from typing import Any
 
 import msgpack
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from harness.clients import recv_json, welcomed, ws_connect
 from tests.conftest import Stack
@@ -25,15 +26,9 @@ MSGPACK = "jobupdates.v1.msgpack"
 UPDATE = {"job_id": "j-1", "status": "completed", "data": {"rows": 10, "ok": True, "r": 0.5}}
 
 
-def msgpack_connect(port: int, cookie: str, path: str = "/ws") -> Any:
+def msgpack_connect(port: int, cookie: str | None, path: str = "/ws") -> Any:
     """A WebSocket offering the MessagePack subprotocol, as a page on the site would."""
-    return connect(
-        f"ws://127.0.0.1:{port}{path}",
-        origin=f"http://127.0.0.1:{port}",  # type: ignore[arg-type]
-        additional_headers={"Cookie": cookie},
-        subprotocols=[MSGPACK],  # type: ignore[list-item]
-        open_timeout=10,
-    )
+    return ws_connect(port, cookie, path, subprotocols=[MSGPACK])
 
 
 async def recv_msgpack(ws: ClientConnection) -> dict[str, Any]:
@@ -118,3 +113,13 @@ def test_msgpack_frames_are_binary_and_shared_compressed(stack: Stack, staff_coo
     assert got.payload == got_other.payload, "expected the process's one compressed frame"
     assert got.inflated() == got_plain.payload
     assert {k: got_plain.value()[k] for k in UPDATE} == UPDATE
+
+
+async def test_a_refusal_is_explained_in_msgpack(stack: Stack):
+    async with msgpack_connect(stack.port, None) as ws:  # no session: unauthenticated
+        assert ws.subprotocol == MSGPACK
+        error = await recv_msgpack(ws)
+        assert (error["type"], error["code"]) == ("error", "unauthenticated"), error
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert ws.close_code == 4401
