@@ -14,19 +14,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases, profiling, report, sessions
+from benchmarks import payloads, phases, profiling, report, sessions
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.storm import storm
 from benchmarks.sysstats import machine_info
 from benchmarks.targets import (
     COOKIELESS,
     DEFAULT_TARGETS,
+    NOTHING,
     TARGETS,
     USER,
+    VARIANT_PHASES,
+    VARIANTS,
     Stack,
     prepare_database,
     start,
 )
+from benchmarks.wire import Offer
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-messages", type=int, help="updates at --rate (default 100)")
     parser.add_argument("--rate", type=float, default=10.0, help="latency phase updates/s")
     parser.add_argument("--ingest-messages", type=int, help="bridge ingest burst (default 20000)")
-    parser.add_argument("--pad-bytes", type=int, default=100, help="filler in each update's data")
+    parser.add_argument(
+        "--payload",
+        choices=payloads.KINDS,
+        default="typical",
+        help="updates published to clients: typical job updates (default), or the filler of"
+        " earlier runs",
+    )
+    parser.add_argument(
+        "--ingest-payload",
+        choices=payloads.KINDS,
+        default="pad",
+        help="updates of the bridge ingest phase (default pad: what its 10,000 msg/s goal"
+        " was set on)",
+    )
+    parser.add_argument(
+        "--pad-bytes", type=int, default=100, help="filler in each update's data (--payload pad)"
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -100,23 +120,34 @@ def run_target(
     (``python -m benchmarks.profiling FILE`` reads them).
     """
     pad = "x" * args.pad_bytes
+    if name in VARIANTS:  # the storm and the ingest do not depend on what clients offer
+        args = argparse.Namespace(**{**vars(args), "phases": [*VARIANT_PHASES & {*args.phases}]})
     logger.info("round %d: %s", round_, name)
     stack = start(name, database, {args.server_core})
     pool: GeneratorPool | None = None
     run: dict[str, Any] = {"target": name, "round": round_, "connections": args.connections}
     try:
         if name == "project" and "ingest" in args.phases:
-            run["ingest"] = phases.ingest(stack, args.ingest_messages, pad, args.quiet_wait)
+            run["ingest"] = phases.ingest(
+                stack, args.ingest_messages, pad, args.quiet_wait, payload=args.ingest_payload
+            )
             run["ingest_durable"] = phases.ingest(
-                stack, args.ingest_messages, pad, args.quiet_wait, durable=True
+                stack,
+                args.ingest_messages,
+                pad,
+                args.quiet_wait,
+                durable=True,
+                payload=args.ingest_payload,
             )
         if set(CLIENT_PHASES) & set(args.phases):
-            phases.warm_up(stack, pad)
+            phases.warm_up(stack, pad, args.payload)
             pool = GeneratorPool(args.connections, {args.generator_core})
         if pool is not None and set(FAN_OUT_PHASES) & set(args.phases):
             profile = args.output.with_name(f"{args.output.stem}-{name}-{round_}.pyspy")
             use_profiler = args.profile and name.startswith("project")
             run.update(fan_out_phases(stack, pool, args, pad, profile if use_profiler else None))
+        if pool is not None and name in VARIANTS and "throughput" in run:
+            run["same_server"] = same_server_reference(stack, pool, args, pad, run["throughput"])
         if pool is not None and "storm" in args.phases:  # last: see benchmarks.storm
             spied = args.profile and name.startswith("project")
             kept = args.output.with_name(f"{args.output.stem}-{name}-{round_}-storm.pyspy")
@@ -145,17 +176,7 @@ def fan_out_phases(
     profiler = profiling.Profiler(stack.server.popen.pid, profile) if profile else None
     try:
         if "throughput" in args.phases:
-            run["throughput"] = phases.fan_out(
-                stack,
-                pool,
-                latencies=False,
-                quiet_wait=args.quiet_wait,
-                count=10**7,
-                duration=args.throughput_seconds,
-                window=args.window,
-                rate=0,
-                pad=pad,
-            )
+            run["throughput"] = _throughput(stack, pool, args, pad)
         if "latency" in args.phases:
             run["latency"] = phases.fan_out(
                 stack,
@@ -167,6 +188,7 @@ def fan_out_phases(
                 window=0,
                 rate=args.rate,
                 pad=pad,
+                payload=args.payload,
             )
         if profiler is not None:
             run["profile"] = profiler.stop()
@@ -176,6 +198,57 @@ def fan_out_phases(
             profiler.stop()
     pool.all({"cmd": "close"}, timeout=120)
     return run
+
+
+def _throughput(
+    stack: Stack, pool: GeneratorPool, args: argparse.Namespace, pad: str
+) -> dict[str, Any]:
+    """The throughput phase on the connections open now."""
+    return phases.fan_out(
+        stack,
+        pool,
+        latencies=False,
+        quiet_wait=args.quiet_wait,
+        count=10**7,
+        duration=args.throughput_seconds,
+        window=args.window,
+        rate=0,
+        pad=pad,
+        payload=args.payload,
+    )
+
+
+def same_server_reference(
+    stack: Stack, pool: GeneratorPool, args: argparse.Namespace, pad: str, first: dict[str, Any]
+) -> dict[str, Any]:
+    """A variant's throughput against plain clients' on the same server, A/B/A.
+
+    After the variant's own phases (A: its clients, ``first``: its throughput
+    phase), the same number of clients that offer nothing connect and run the
+    throughput phase (B), then the variant's clients again (A'). CPU ratio =
+    mean(A, A') / B: the two sides are seconds apart in one process, so the
+    machine's load, which moves between the rounds of a shared machine,
+    weighs on both, and a linear drift over the three blocks cancels. Bytes
+    ratio = A / B.
+    """
+    blocks: dict[str, Any] = {}
+    for label, offer, agreed in (
+        ("plain", Offer(), NOTHING),
+        ("again", stack.offer, stack.agreed),
+    ):
+        blocks[label] = {"connect": phases.connect(stack, pool, offer, agreed)}
+        blocks[label]["throughput"] = _throughput(stack, pool, args, pad)
+        pool.all({"cmd": "close"}, timeout=120)
+    plain, again = blocks["plain"]["throughput"], blocks["again"]["throughput"]
+    cpu = [t["server_cpu_us_per_delivery"] for t in (first, plain, again)]
+    wire = [t["wire_bytes_per_delivery"] for t in (first, plain)]
+    return {
+        "blocks": blocks,
+        "server_cpu_us_per_delivery": cpu,
+        "cpu_ratio": (cpu[0] + cpu[2]) / 2 / cpu[1] if None not in cpu and cpu[1] else None,
+        "wire_ratio": wire[0] / wire[1] if None not in wire and wire[1] else None,
+        "flags": [f for b in blocks.values() for phase in b.values() for f in phase["flags"]],
+    }
 
 
 def _server_health(stack: Stack) -> tuple[list[str], list[str]]:
@@ -217,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(run_target(name, round_, args, database, cookies))
     results = {
         "machine": machine_info(),
+        "payload": payloads.sizes(args.payload, "x" * args.pad_bytes),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": time.monotonic() - started,

@@ -6,7 +6,13 @@ commands). The harness pins it to its own core. For every ``job_update``
 frame a connection receives, it records the receipt time on the monotonic
 clock; the publish time, on the same clock, travels inside ``data``, so
 latency is receipt minus publish. Frames are identical across connections,
-so each distinct payload is decoded once and then looked up.
+so each distinct payload is decoded once and then looked up: a compressed one
+too, when the server compresses each message on its own
+(``server_no_context_takeover``); msgpack in binary frames is decoded as such.
+
+Per phase it also counts the bytes: the kernel's TCP payload bytes received
+on every connection's socket (``TCP_INFO``, :func:`benchmarks.wire.tcp_bytes_received`)
+and the WebSocket payload bytes of the data frames as they came.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import redis.asyncio as aioredis
 import uvloop
 from picows import WSTransport
 
+from benchmarks import payloads
 from benchmarks.loadgen_connect import Connection, connect_all
-from harness.updates import job_update
+from benchmarks.wire import decode, tcp_bytes_received
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,7 @@ class Generator:
 
     def __init__(self) -> None:
         self.transports: list[WSTransport] = []
+        self.wire_start: list[tuple[WSTransport, int | None]] = []
         self.disconnects = 0
         self.next_seq = 0
         self._forget()
@@ -49,6 +57,7 @@ class Generator:
         self._forget()
         self.record_latencies = latencies
         self.connections = len(self.transports)
+        self.wire_start = [(t, _received(t)) for t in self.transports]
         return {"reset": True}
 
     def _forget(self) -> None:
@@ -59,14 +68,32 @@ class Generator:
         self.counts: dict[int, int] = {}
         self.last_receipt: dict[int, float] = {}
         self.latencies: list[float] = []
+        self.message_bytes: dict[int, int] = {}
         self.completed = 0
         self.other_frames = 0
+        self.payload_bytes = 0
+        self.compressed_frames = 0
+        self.binary_frames = 0
+        self.wire_start = []
         self.progress = asyncio.Event()
 
-    def on_text(self, connection: Connection, payload: bytes, now: float) -> None:
+    def on_message(
+        self, connection: Connection, payload: bytes, binary: bool, compressed: bool, now: float
+    ) -> None:
+        """Count one data frame; decode it only if no connection had the same bytes yet."""
+        self.payload_bytes += len(payload)
+        self.compressed_frames += compressed
+        self.binary_frames += binary
+        inflater = connection.inflater
+        if compressed and inflater is not None and not inflater.shared:
+            payload, compressed = inflater.inflate(payload), False  # window carried over
         seq = self.seq_of.get(payload)
         if seq is None:
-            message = json.loads(payload)
+            if compressed and inflater is None:
+                self.other_frames += 1  # RSV1 without permessage-deflate: a server bug
+                return
+            text = inflater.inflate(payload) if compressed and inflater else payload
+            message = decode(text, binary)
             kind = message.get("type")
             if kind == "welcome" and not connection.welcomed.done():
                 connection.welcomed.set_result(now)
@@ -76,9 +103,11 @@ class Generator:
                 return
             seq = message["data"]["seq"]
             self.seq_of[payload] = seq
-            self.published_at[seq] = message["data"]["t"]
-            self.counts[seq] = 0
-            self.last_receipt[seq] = 0.0
+            if seq not in self.counts:
+                self.published_at[seq] = message["data"]["t"]
+                self.counts[seq] = 0
+                self.last_receipt[seq] = 0.0
+                self.message_bytes[seq] = len(text)
         count = self.counts[seq] + 1
         self.counts[seq] = count
         if now > self.last_receipt[seq]:
@@ -100,9 +129,11 @@ class Generator:
         handshake_timeout: float = 5.0,
         welcome_timeout: float = 30.0,
         busy_attempts: int = 1,
+        offer: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Open ``count`` connections, ``concurrency`` handshakes at a time; await welcomes.
 
+        Every connection sends the headers of ``offer`` (:attr:`benchmarks.wire.Offer.headers`).
         Connection i sends ``cookies[i]`` if ``cookies`` is given, else ``cookie``;
         one refused as busy (close 4503) tries up to ``busy_attempts`` times in
         all. Reports the monotonic times of the first connect attempt and the
@@ -111,10 +142,11 @@ class Generator:
         """
         if cookies and len(cookies) < count:
             raise ValueError(f"expected {count} cookies, got {len(cookies)}")
+        common = {"Origin": origin, **(offer or {})}
         if cookies:
-            headers = [{"Origin": origin, "Cookie": c} for c in cookies[:count]]
+            headers = [{**common, "Cookie": c} for c in cookies[:count]]
         else:
-            headers = [{"Origin": origin, **({"Cookie": cookie} if cookie else {})}] * count
+            headers = [{**common, **({"Cookie": cookie} if cookie else {})}] * count
         return await connect_all(
             self, url, headers, concurrency, (handshake_timeout, welcome_timeout), busy_attempts
         )
@@ -129,10 +161,12 @@ class Generator:
         window: int,
         rate: float,
         pad: str,
+        payload: str = "typical",
     ) -> dict[str, Any]:
         """Publish updates: paced at ``rate``/s if ``rate``, else ``window`` in flight.
 
         Stops after ``count`` messages or ``duration`` seconds, whichever is first.
+        ``payload``: the kind of update (:mod:`benchmarks.payloads`).
         """
         client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
         first = self.next_seq
@@ -155,9 +189,7 @@ class Generator:
                 seq = self.next_seq
                 self.next_seq += 1
                 now = time.monotonic()
-                update = job_update(
-                    f"bench-{seq}", "processing", {"seq": seq, "t": now, "pad": pad}
-                )
+                update = payloads.update(payload, seq, now, pad)
                 times.append(now)
                 await client.publish(channel, update)
         finally:
@@ -182,6 +214,7 @@ class Generator:
                     break
         connections = len(self.transports)
         counts = [self.counts.get(seq, 0) for seq in range(first, last + 1)]
+        sizes = [self.message_bytes[seq] for seq in range(first, last + 1) if seq in self.counts]
         return {
             "connections": connections,
             "received": sum(counts),
@@ -191,7 +224,23 @@ class Generator:
             "latencies_us": [round(x * 1e6) for x in self.latencies] if latencies else [],
             "other_frames": self.other_frames,
             "disconnects": self.disconnects,
+            "wire_bytes": self._wire_bytes(),
+            "payload_bytes": self.payload_bytes,
+            "compressed_frames": self.compressed_frames,
+            "binary_frames": self.binary_frames,
+            "message_bytes_total": sum(sizes),
+            "messages_seen": len(sizes),
         }
+
+    def _wire_bytes(self) -> int | None:
+        """TCP payload bytes received since :meth:`reset` on the connections open then."""
+        total = 0
+        for transport, start in self.wire_start:
+            now = _received(transport)
+            if start is None or now is None:
+                return None  # a socket went or could not be read: no exact figure
+            total += now - start
+        return total
 
     def _progressed_recently(self, idle: float) -> bool:
         newest = max(self.last_receipt.values(), default=0.0)
@@ -208,6 +257,15 @@ class Generator:
         closed = len(self.transports)
         self.transports.clear()
         return {"closed": closed}
+
+
+def _received(transport: WSTransport) -> int | None:
+    """The TCP payload bytes ``transport``'s socket received so far; None if it is gone."""
+    sock = transport.underlying_transport.get_extra_info("socket")
+    try:
+        return None if sock is None else tcp_bytes_received(sock)
+    except OSError:
+        return None
 
 
 async def serve_commands() -> None:

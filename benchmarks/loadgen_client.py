@@ -111,6 +111,7 @@ class GeneratorPool:
         cookies: list[str] | None = None,
         timeout: float | None = None,
         busy_attempts: int = 1,
+        offer: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Open every process's share of the connections; return each one's report.
 
@@ -122,6 +123,8 @@ class GeneratorPool:
             busy_attempts: Attempts per connection while the server refuses it
                 as busy (close 4503), with ``jobupdates.js``'s backoff between
                 them; 1: a busy refusal is a failure.
+            offer: Handshake headers every connection sends (the target's
+                :attr:`benchmarks.wire.Offer.headers`: permessage-deflate, a subprotocol).
         """
         if cookies is not None and len(cookies) < sum(self.shares):
             raise ValueError(f"expected {sum(self.shares)} cookies, got {len(cookies)}")
@@ -138,6 +141,7 @@ class GeneratorPool:
                     "concurrency": concurrency or share,
                     "cookies": cookies[start : start + share] if cookies else None,
                     "busy_attempts": busy_attempts,
+                    "offer": offer,
                     **options,
                 }
             )

@@ -5,7 +5,9 @@ their welcomes. A connection the server refuses as busy (close 4503 before its
 welcome) comes back after a jittered backoff, as ``jobupdates.js`` does
 (:mod:`benchmarks.backoff`); any other failure is final. Per connection there
 is the listener and its transport, nothing more: the counts live in one dict
-per call.
+per call. A connection reads what the server agreed to in its 101 answer
+(permessage-deflate, a subprotocol: :mod:`benchmarks.wire`) and hands every
+data frame to the generator as it came, compressed or not.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol, cast
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
 from benchmarks.backoff import BUSY_CLOSE_CODE, ServerBusyError, delay
+from benchmarks.wire import Inflater, Negotiated, negotiated
 
 __all__ = ["Connection", "Receiver", "connect_all"]
 
@@ -28,23 +31,38 @@ class Receiver(Protocol):
     transports: list[WSTransport]
     disconnects: int
 
-    def on_text(self, connection: Connection, payload: bytes, now: float) -> None: ...
+    def on_message(
+        self, connection: Connection, payload: bytes, binary: bool, compressed: bool, now: float
+    ) -> None: ...
 
 
-class Connection(WSListener):  # type: ignore[misc]
-    """One client: tells the generator about every text frame, and when it is welcomed
+class Connection(WSListener):
+    """One client: tells the generator about every data frame, and when it is welcomed
     (``welcomed`` resolves to the welcome's receipt time, or fails: with
-    :class:`ServerBusyError` on a close 4503 before it, else ConnectionError)."""
+    :class:`ServerBusyError` on a close 4503 before it, else ConnectionError).
+
+    ``agreed``: what the server's 101 answer agreed to; ``inflater``: set if it
+    agreed to permessage-deflate."""
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self.receiver = receiver
         self.welcomed = asyncio.get_running_loop().create_future()
+        self.agreed = Negotiated()
+        self.inflater: Inflater | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.agreed = negotiated(transport.response.headers)
+        if self.agreed.deflate:
+            self.inflater = Inflater(self.agreed.server_no_context_takeover)
 
     def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
-        if frame.msg_type is WSMsgType.TEXT:
-            self.receiver.on_text(self, frame.get_payload_as_bytes(), time.monotonic())
-        elif frame.msg_type is WSMsgType.CLOSE:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            payload = frame.get_payload_as_bytes()
+            binary = kind is WSMsgType.BINARY
+            self.receiver.on_message(self, payload, binary, bool(frame.rsv1), time.monotonic())
+        elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             if not self.welcomed.done():  # busy, or a failure naming its close code
                 error = ServerBusyError if code == BUSY_CLOSE_CODE else ConnectionError
@@ -77,6 +95,7 @@ async def connect_all(
     attempts: list[float] = []
     welcomes: list[float] = []
     tally = {"first_attempt": 0, "busy": 0, "retries": 0}
+    agreements: Counter[str] = Counter()
     started = time.monotonic()
 
     async def one(extra_headers: dict[str, str]) -> None:
@@ -85,7 +104,7 @@ async def connect_all(
             retry = 0
             while True:
                 try:
-                    welcomes.append(await _open(receiver, url, extra_headers, timeouts))
+                    welcome, agreed = await _open(receiver, url, extra_headers, timeouts)
                 except ServerBusyError as exc:
                     tally["busy"] += retry == 0
                     if retry + 1 >= busy_attempts:
@@ -98,6 +117,8 @@ async def connect_all(
                 except Exception as exc:  # any other failure is counted and reported
                     errors.append(f"{type(exc).__name__}: {exc}")
                     return
+                welcomes.append(welcome)
+                agreements[agreed.label] += 1
                 tally["first_attempt"] += retry == 0
                 return
 
@@ -113,13 +134,15 @@ async def connect_all(
         "welcomed_first_attempt": tally["first_attempt"],
         "refused_busy": tally["busy"],
         "retries": tally["retries"],
+        "negotiated": dict(agreements),
     }
 
 
 async def _open(
     receiver: Receiver, url: str, headers: dict[str, str], timeouts: tuple[float, float]
-) -> float:
-    """Open one connection and await its welcome; keep it, return the welcome's time."""
+) -> tuple[float, Negotiated]:
+    """Open one connection and await its welcome; keep it, return the welcome's time and
+    what the server agreed to."""
     transport, listener = await ws_connect(
         lambda: Connection(receiver),
         url,
@@ -130,10 +153,11 @@ async def _open(
         if transport is not None:
             transport.disconnect()
         raise ConnectionError("closed during the handshake")
+    connection = cast(Connection, listener)
     try:
-        welcomed: float = await asyncio.wait_for(cast(Connection, listener).welcomed, timeouts[1])
+        welcomed: float = await asyncio.wait_for(connection.welcomed, timeouts[1])
     except BaseException:
         transport.disconnect()
         raise
     receiver.transports.append(transport)  # only welcomed ones expect updates
-    return welcomed
+    return welcomed, connection.agreed

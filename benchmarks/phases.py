@@ -2,7 +2,9 @@
 
 Each phase takes a :class:`Sample` before and after, so CPU time is billed to
 the processes that spent it (server + bridge, Redis, generator) and whatever
-else ran on the machine meanwhile shows up as foreign CPU, a noise flag.
+else ran on the machine meanwhile shows up as foreign CPU, a noise flag. The
+fan-out phases also report the bytes each delivery took on the wire, as the
+clients' sockets counted them (:mod:`benchmarks.loadgen`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from websockets.asyncio.client import connect as websockets_connect
 
+from benchmarks import payloads
 from benchmarks.loadgen_client import GeneratorPool
 from benchmarks.sysstats import MachineCpu, cpu_seconds, listen_overflows, machine_cpu, rss_bytes
 from benchmarks.targets import Stack
-from harness.clients import recv_json, welcomed, ws_connect
+from benchmarks.wire import Negotiated, Offer, decode
 from harness.updates import CHANNEL, STREAM, job_update
 
 logger = logging.getLogger(__name__)
@@ -100,29 +104,63 @@ def wait_for_quiet(limit: float, window: float = 1.0) -> dict[str, Any]:
             return {"waited_seconds": round(waited, 1), "busy_cores": round(busy, 2)}
 
 
-def warm_up(stack: Stack, pad: str) -> None:
-    """Take one client through connect, one update and close, so lazy setup is done."""
+def warm_up(stack: Stack, pad: str, payload: str = "typical") -> None:
+    """Take one client through connect, one update and close, so lazy setup is done.
+
+    The client offers what the target's clients offer (``stack.offer``), so the
+    server's compressing or msgpack path is warm too.
+    """
 
     async def one() -> None:
-        async with ws_connect(stack.port, stack.cookie or None) as websocket:
-            await welcomed(websocket)
+        async with websockets_connect(
+            stack.url,
+            origin=stack.origin,  # type: ignore[arg-type]  # a str is what it sends
+            additional_headers={"Cookie": stack.cookie} if stack.cookie else None,
+            compression="deflate" if stack.offer.deflate else None,
+            subprotocols=[stack.offer.subprotocol] if stack.offer.subprotocol else None,  # type: ignore[list-item]
+            open_timeout=10,
+        ) as websocket:
+            welcome = await _receive(websocket)
+            assert welcome["type"] == "welcome", welcome
             client = redis.asyncio.Redis.from_url(stack.redis.url)
+            data = payloads.update_data(payload, -1, time.monotonic(), pad)
             async with client:
-                await client.publish(CHANNEL, job_update("warm-up", "queued", {"pad": pad}))
-            frame = await recv_json(websocket, timeout=30)
+                await client.publish(CHANNEL, job_update("warm-up", "queued", data))
+            frame = await _receive(websocket)
             assert frame["job_id"] == "warm-up", frame
 
     asyncio.run(one())
 
 
-def connect(stack: Stack, pool: GeneratorPool) -> dict[str, Any]:
-    """Open every connection; return the server RSS growth per connection, and flags."""
+async def _receive(websocket: Any) -> dict[str, Any]:
+    """Receive and decode one frame: JSON text or msgpack binary."""
+    frame = await asyncio.wait_for(websocket.recv(), 30)
+    return decode(frame, binary=True) if isinstance(frame, bytes) else decode(frame.encode(), False)
+
+
+def connect(
+    stack: Stack,
+    pool: GeneratorPool,
+    offer: Offer | None = None,
+    agreed: Negotiated | None = None,
+) -> dict[str, Any]:
+    """Open every connection; return the server RSS growth per connection, and flags.
+
+    The clients offer ``offer`` (default: the target's), and a flag is raised
+    for any connection that did not negotiate ``agreed`` (default: the target's).
+    """
+    offer = stack.offer if offer is None else offer
+    agreed = stack.agreed if agreed is None else agreed
     overflows = listen_overflows()
     before = rss_bytes(stack.server_pids)
-    reports = pool.connect(stack.url, stack.origin, stack.cookie)
+    reports = pool.connect(stack.url, stack.origin, stack.cookie, offer=offer.headers)
     after = rss_bytes(stack.server_pids)
     connected = sum(r["connected"] for r in reports)
     overflowed = listen_overflows() - overflows
+    negotiated: dict[str, int] = {}
+    for report in reports:
+        for label, count in report.get("negotiated", {}).items():
+            negotiated[label] = negotiated.get(label, 0) + count
     result = {
         "connected": connected,
         "failed": sum(r["failed"] for r in reports),
@@ -132,8 +170,16 @@ def connect(stack: Stack, pool: GeneratorPool) -> dict[str, Any]:
         "server_rss_after": after,
         "idle_bytes_per_connection": (after - before) / connected if connected else None,
         "listen_overflows": overflowed,
+        "offered": offer.describe(),
+        "negotiated": negotiated,
         "flags": [f"{overflowed} listen overflows"] if overflowed else [],
     }
+    others = {label: n for label, n in negotiated.items() if label != agreed.label}
+    if others:
+        result["flags"].append(
+            f"expected every connection to negotiate {agreed.label!r}"
+            f" (offered: {offer.describe()}), got {others}"
+        )
     if result["failed"]:
         result["flags"].append(f"{result['failed']} connections failed: {result['errors']}")
     return result
@@ -164,6 +210,9 @@ def fan_out(
     connections = sum(d["connections"] for d in drained)
     delivered = sum(d["received"] for d in drained)
     server_cpu = usage["cpu_seconds"]["server"] + usage["cpu_seconds"]["bridge"]
+    wire = [d["wire_bytes"] for d in drained]
+    wire_bytes = None if None in wire else sum(wire)
+    seen = sum(d["messages_seen"] for d in drained)
     result: dict[str, Any] = {
         "messages": len(published_at),
         "connections": connections,
@@ -177,6 +226,16 @@ def fan_out(
         "redis_cpu_us_per_delivery": (
             usage["cpu_seconds"]["redis"] / delivered * 1e6 if delivered else None
         ),
+        "wire_bytes": wire_bytes,
+        "wire_bytes_per_delivery": (
+            wire_bytes / delivered if delivered and wire_bytes is not None else None
+        ),
+        "payload_bytes_per_delivery": (
+            sum(d["payload_bytes"] for d in drained) / delivered if delivered else None
+        ),
+        "message_bytes": sum(d["message_bytes_total"] for d in drained) / seen if seen else None,
+        "compressed_frames": sum(d["compressed_frames"] for d in drained),
+        "binary_frames": sum(d["binary_frames"] for d in drained),
         "usage": usage,
         "quiet_before": quiet,
         "flags": list(usage["flags"]),
@@ -212,7 +271,13 @@ def _percentiles(values: list[int]) -> dict[str, float | None]:
 
 
 def ingest(
-    stack: Stack, messages: int, pad: str, quiet_wait: float, *, durable: bool = False
+    stack: Stack,
+    messages: int,
+    pad: str,
+    quiet_wait: float,
+    *,
+    durable: bool = False,
+    payload: str = "pad",
 ) -> dict[str, Any]:
     """Publish ``messages`` as fast as possible with no client; measure what the bridge forwards.
 
@@ -230,7 +295,7 @@ def ingest(
         for start in range(0, messages, 1000):
             pipe = client.pipeline(transaction=False)
             for seq in range(start, min(messages, start + 1000)):
-                data = {"seq": seq, "t": time.monotonic(), "pad": pad}
+                data = payloads.update_data(payload, seq, time.monotonic(), pad)
                 update = job_update(f"i-{seq}", "queued", data)
                 if durable:
                     pipe.xadd(STREAM, {"payload": update})

@@ -63,6 +63,7 @@ def storm(
             cookies=cookies[:clients] if stack.cookie else None,
             timeout=TIMEOUT_SECONDS,
             busy_attempts=MAX_ATTEMPTS,
+            offer=stack.offer.headers,
         )
         usage = Sample.take(stack, pool).since(before)
     finally:

@@ -5,7 +5,11 @@
   ``botrix_site.settings`` alone, so a new channel layer there is what gets measured;
 * ``websockets``: :mod:`benchmarks.reference_server`, the baseline;
 * ``stock``: Daphne serving :mod:`benchmarks.stock.asgi` and :mod:`benchmarks.stock.bridge`;
-* ``daphne``: Daphne serving :mod:`benchmarks.plain_daphne`, the floor Daphne itself sets.
+* ``daphne``: Daphne serving :mod:`benchmarks.plain_daphne`, the floor Daphne itself sets;
+* ``project-deflate``, ``project-msgpack`` and the other :data:`VARIANTS`: the
+  project as deployed, its clients offering permessage-deflate or the msgpack
+  subprotocol (:class:`benchmarks.wire.Offer`), compared with ``project`` (whose
+  clients offer neither) round by round.
 
 Servers, bridges and Redis are pinned to the server core once started.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.sysstats import pin
+from benchmarks.wire import MSGPACK_SUBPROTOCOL, Negotiated, Offer
 from botrix_site.redis_server import RedisServer
 from botrix_site.serve import APPLICATION, daphne_argv
 from harness.clients import login
@@ -32,8 +38,48 @@ from harness.processes import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TARGETS = ("project", "websockets", "stock")
-TARGETS = (*DEFAULT_TARGETS, "daphne", "project-noregistry")
+Starter = Callable[[RedisServer, dict[str, str]], "Stack"]
+
+DEFAULT_TARGETS = ("project", "websockets", "stock", "project-deflate", "project-msgpack")
+DEFLATED = Negotiated(deflate=True, server_no_context_takeover=True)
+"""What the server agrees to for an offer of permessage-deflate (its contract)."""
+MSGPACK = Negotiated(subprotocol=MSGPACK_SUBPROTOCOL)
+NOTHING = Negotiated()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The project's server with clients that offer more than ``project``'s."""
+
+    offer: Offer
+    agreed: Negotiated
+    """What the server must agree to: a connection that gets anything else is flagged."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Settings changed for its server."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "project-deflate": Variant(Offer(deflate=True), DEFLATED),
+    "project-msgpack": Variant(Offer(subprotocol=MSGPACK_SUBPROTOCOL), MSGPACK),
+    "project-msgpack-deflate": Variant(
+        Offer(deflate=True, subprotocol=MSGPACK_SUBPROTOCOL),
+        Negotiated(deflate=True, server_no_context_takeover=True, subprotocol=MSGPACK_SUBPROTOCOL),
+    ),
+    "project-deflate-off": Variant(
+        Offer(deflate=True), NOTHING, {"JOBUPDATES_PERMESSAGE_DEFLATE": "false"}
+    ),
+}
+"""``project-deflate-off``: the offer refused, compression turned off on the server."""
+VARIANT_BASE = "project"
+"""What the variants are compared with: the same server, clients offering nothing."""
+VARIANT_PHASES = frozenset({"idle", "throughput", "latency"})
+"""The phases a variant runs: the storm and the bridge's ingest do not depend on the offer."""
+TARGETS = (
+    *DEFAULT_TARGETS,
+    "daphne",
+    "project-noregistry",
+    *(name for name in VARIANTS if name not in DEFAULT_TARGETS),
+)
 BASELINE = "websockets"
 COOKIELESS = frozenset({"websockets", "daphne"})
 """Targets with no Django: no login, no cookie."""
@@ -59,6 +105,10 @@ class Stack:
     bridge: Process | None = None
     cookie: str = ""
     extra: list[Process] = field(default_factory=list)
+    offer: Offer = field(default_factory=Offer)
+    """What the target's clients offer in their handshake."""
+    agreed: Negotiated = NOTHING
+    """What the server must agree to (:attr:`Negotiated.label`)."""
 
     @property
     def url(self) -> str:
@@ -138,6 +188,18 @@ def _project_without_registry(redis: RedisServer, env: dict[str, str]) -> Stack:
     return stack
 
 
+def _variant(name: str) -> Starter:
+    """The starter of variant ``name`` (:data:`VARIANTS`)."""
+    variant = VARIANTS[name]
+
+    def start(redis: RedisServer, env: dict[str, str]) -> Stack:
+        stack = _project(redis, {**env, **variant.settings})
+        stack.name, stack.offer, stack.agreed = name, variant.offer, variant.agreed
+        return stack
+
+    return start
+
+
 def _plain_daphne_process(name: str, application: str, env: dict[str, str]) -> Process:
     """Start ``python -m daphne`` with the project's flags serving ``application``."""
     argv = daphne_argv("127.0.0.1", 0)
@@ -186,10 +248,11 @@ def _websockets(redis: RedisServer, env: dict[str, str]) -> Stack:
         raise
 
 
-_STARTERS = {
+_STARTERS: dict[str, Starter] = {
     "project": _project,
     "stock": _stock,
     "websockets": _websockets,
     "daphne": _daphne,
     "project-noregistry": _project_without_registry,
+    **{name: _variant(name) for name in VARIANTS},
 }

@@ -1,5 +1,7 @@
 """Smoke test of the fan-out benchmarks: a quick run on every target loses nothing,
-and the connect storm welcomes every client on the plain-Daphne target too."""
+the connect storm welcomes every client on the plain-Daphne target too, and the
+project's clients that offer permessage-deflate or msgpack get it, with their
+bytes and CPU per delivery measured against the project's plain clients."""
 
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ def test_quick_benchmark_delivers_every_update_on_every_target(tmp_path: Path) -
         output,
         "--connections",
         str(CLIENTS),
+        "--targets",
+        "project,websockets,stock",  # the compression variants: the test below
         "--throughput-seconds",
         "1",
         "--latency-messages",
@@ -112,3 +116,55 @@ def test_session_engines_measures_every_engine():
     labels = [row.split(" | ")[0].strip("| ") for row in rows]
     assert labels == ["db", "cached_db, warm", "cached_db, cold", "cache (Redis)", "signed_cookies"]
     assert all(float(row.split(" | ")[1]) > 0 for row in rows), output
+
+
+def test_compressed_and_msgpack_deliveries_are_measured_against_plain_ones(tmp_path: Path):
+    output = tmp_path / "results.json"
+    table = run_benchmarks(
+        output,
+        "--connections",
+        str(STORM_CLIENTS),
+        "--targets",
+        "project,project-deflate,project-msgpack",
+        "--phases",
+        "throughput",
+        "--throughput-seconds",
+        "0.5",
+    )
+    results = json.loads(output.read_text())
+    runs = {run["target"]: run for run in results["runs"]}
+    for name, run in runs.items():
+        phase = run["throughput"]
+        assert phase["delivered"] == phase["expected"] > 0, f"{name}: {phase}"
+        assert phase["wire_bytes_per_delivery"] > phase["payload_bytes_per_delivery"], name
+        assert run["server_errors"] == [], f"{name}: {run['server_errors']}"
+        assert "storm" not in run, f"{name}: a variant has no storm"
+    plain, deflate = runs["project"]["throughput"], runs["project-deflate"]["throughput"]
+    msgpack = runs["project-msgpack"]["throughput"]
+    assert runs["project"]["connect"]["negotiated"] == {"none": STORM_CLIENTS}
+    assert runs["project-deflate"]["connect"]["negotiated"] == {
+        "deflate (no context takeover)": STORM_CLIENTS
+    }
+    assert runs["project-msgpack"]["connect"]["negotiated"] == {
+        "jobupdates.v1.msgpack": STORM_CLIENTS
+    }
+    assert (plain["compressed_frames"], plain["binary_frames"]) == (0, 0)
+    assert deflate["compressed_frames"] == deflate["delivered"]
+    assert msgpack["binary_frames"] == msgpack["delivered"]
+    assert deflate["message_bytes"] == pytest.approx(plain["message_bytes"], rel=0.05)
+    assert deflate["payload_bytes_per_delivery"] < 0.9 * deflate["message_bytes"], deflate
+    assert msgpack["message_bytes"] < plain["message_bytes"]
+    summary = results["summary"]["targets"]["project-deflate"]
+    assert summary["vs_project"]["server_cpu_us_per_delivery"] > 0, summary
+    assert summary["vs_project"]["wire_bytes_per_delivery"] < 0.9, summary
+    same_server = runs["project-deflate"]["same_server"]
+    assert same_server["blocks"]["plain"]["connect"]["negotiated"] == {"none": STORM_CLIENTS}
+    assert same_server["blocks"]["plain"]["throughput"]["compressed_frames"] == 0
+    assert same_server["blocks"]["again"]["connect"]["negotiated"] == {
+        "deflate (no context takeover)": STORM_CLIENTS
+    }
+    assert summary["same_server_cpu_ratio"] > 0, summary
+    assert summary["same_server_wire_ratio"] < 0.9, summary
+    assert "-" not in row(table, "wire bytes/delivery (TCP payload, client side)")
+    goal = row(table, "permessage-deflate CPU/delivery vs uncompressed (same server)")
+    assert goal[1] == "<= 1.2x", goal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
@@ -45,9 +46,13 @@ def test_compressed_frames_have_rsv1_and_inflate_to_the_payload(length):
 
 def test_each_compressed_message_stands_alone():
     """server_no_context_takeover: a fresh inflater per message reads any of them."""
-    first, second = deflate(b'{"a":"same text"}'), deflate(b'{"a":"same text"}')
-    assert first == second, "expected no history shared between messages"
-    assert not first.endswith(b"\x00\x00\xff\xff"), "expected the empty block removed"
+    messages = [b'{"a":"same text"}', b'{"b":"other"}' * 50, b'{"a":"same text"}']
+    compressed = [deflate(message) for message in messages]
+    assert compressed[0] == compressed[2], "expected no history shared between messages"
+    for message, data in zip(messages, compressed, strict=True):
+        assert not data.endswith(b"\x00\x00\xff\xff"), "expected the empty block removed"
+        fresh = zlib.decompressobj(-15)
+        assert fresh.decompress(data + b"\x00\x00\xff\xff") == message
 
 
 @pytest.mark.parametrize(
