@@ -56,23 +56,29 @@ system-deps:
 		echo "!!! cannot install$$missing (needs root and apt-get): the tests that need them will be SKIPPED !!!"; \
 	fi
 
-## test: lint, then the whole suite against throwaway Redis servers of its own, then
-## the unit and end-to-end suites on Python 3.13 with Django 6.1 (test-django6)
+## test: lint, then the whole suite against throwaway Redis servers of its own and, at the
+## same time (two interpreters, two cores), the unit and end-to-end suites on Python 3.13
+## with Django 6.1 (test-django6, its output in $(VENV6).log, printed after)
 test: lint system-deps
-	$(PY) -m pytest
-	@$(MAKE) --no-print-directory test-django6
+	@$(MAKE) --no-print-directory test-django6 > $(VENV6).log 2>&1 & django6=$$!; \
+	$(PY) -m pytest; status=$$?; \
+	wait $$django6; status6=$$?; \
+	echo "=== make test-django6 (ran alongside) ==="; cat $(VENV6).log; \
+	echo "=== Python 3.11 suite: exit $$status; Python 3.13 + Django $(DJANGO6): exit $$status6 ==="; \
+	test $$status = 0 && test $$status6 = 0
 
-## test-django6: the unit and end-to-end suites (all but the browser tests) on Python 3.13
-## with Django 6.1; without python3.13 they are skipped with a loud message, except under
-## CI (CI set), where that fails
+## test-django6: the unit and end-to-end suites on Python 3.13 with Django 6.1 (all but
+## what runs once, on the first: the browser tests and the benchmarks' smoke runs); without
+## python3.13 they are skipped with a loud message, except under CI (CI set), where that fails
+ONCE := --ignore=tests/browser --ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_compression.py
 test-django6:
 	@if ! $(PY313) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
 		if [ -n "$$CI" ]; then echo "python3.13 not found: CI runs the Django 6.1 suite on it" >&2; exit 1; fi; \
 		echo "!!! python3.13 NOT FOUND: the Django $(DJANGO6) suite is SKIPPED !!!"; \
 	else \
 		$(MAKE) --no-print-directory $(INSTALLED6) && \
-		echo "$(VENV6)/bin/python -m pytest --ignore=tests/browser" && \
-		$(VENV6)/bin/python -m pytest --ignore=tests/browser; \
+		echo "$(VENV6)/bin/python -m pytest $(ONCE)" && \
+		$(VENV6)/bin/python -m pytest $(ONCE); \
 	fi
 
 clean:
