@@ -44,6 +44,7 @@ class Feed:
         "_state_positions",
         "backlog",
         "encoding",
+        "frame_key",
         "framing",
         "jobs",
         "last_replayed",
@@ -89,6 +90,8 @@ class Feed:
         self.send = send
         self.encoding = encoding
         self.framing = Framing(binary=encoding.binary, compressed=compressed)
+        self.frame_key = self.framing.key
+        """Where this connection's frame is in a layer message (read per delivery)."""
         self.write = write
         self.jobs: set[str] | None = None if jobs is None else set(jobs)
         self.max_held = max_held
@@ -128,7 +131,7 @@ class Feed:
             return False  # recorded before the replay read it, published after: sent already
         write = self.write
         if write is not None and "frame" in message:
-            frame = message.get(self.framing.key) or framed(message, self.framing)
+            frame = message.get(self.frame_key) or framed(message, self.framing)
             pending = write(frame)  # the hot path: inlined, as :meth:`_emit` does it
             self.sent += 1
             self.position = message.get("position") or self.position
