@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from harness.clients import recv_json
+from tests.support.raw_websocket import RawWebSocket
 
 SLOW_RCVBUF = 4096
 """Bytes of receive buffer of a :func:`stalled_client`: the server's sends pile up soon."""
@@ -46,25 +47,10 @@ async def closing_error(ws: ClientConnection) -> tuple[dict[str, Any], int]:
 def stalled_client(port: int, cookie: str, path: str = "/ws") -> socket.socket:
     """Open a WebSocket on a raw socket with a small receive buffer, read up to the
     welcome, then stop reading (and never answer a ping)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
-            f"Cookie: {cookie}\r\n\r\n"
-        ).encode()
-    )
-    received = b""
-    while b'"welcome"' not in received:
-        chunk = sock.recv(4096)
-        assert chunk, f"expected a handshake and a welcome, got {received[:200]!r}"
-        received += chunk
-    assert received.startswith(b"HTTP/1.1 101"), received[:100]
-    return sock
+    client = RawWebSocket(port, cookie, path=path, receive_buffer=SLOW_RCVBUF)
+    welcome = client.read_message().value()
+    assert welcome["type"] == "welcome", welcome
+    return client.sock
 
 
 def read_until_dropped(sock: socket.socket, timeout: float) -> None:

@@ -54,8 +54,15 @@ class RawWebSocket:
         extensions: str | None = None,
         subprotocols: tuple[str, ...] = (),
         path: str = "/ws",
+        receive_buffer: int | None = None,
     ) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        """``receive_buffer``: the socket's SO_RCVBUF, set before connecting (a small one
+        makes the server's sends pile up soon behind a client that stops reading)."""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
         headers = [
             f"GET {path} HTTP/1.1",
             f"Host: 127.0.0.1:{port}",
