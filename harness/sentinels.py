@@ -82,6 +82,23 @@ class SentinelCluster:
             client.close()
         return int(address[1])
 
+    def wait_replicated(self, timeout_ms: int = 10_000) -> int:
+        """Return once the replica holds every write the primary took so far (or the
+        timeout passed): the number of replicas that acknowledged them, from ``WAIT``.
+
+        ``WAIT`` waits for the writes of its own connection, so it follows one: the
+        replication stream is one ordered stream, so a replica that acknowledged this
+        write holds every write the primary took before it, the bridges' included.
+        """
+        client = redis.Redis(
+            port=self.primary.port, password=self.password or None, socket_timeout=30
+        )
+        try:
+            client.incr(f"{SERVICE}:tests:replicated")
+            return int(client.wait(1, timeout_ms))
+        finally:
+            client.close()
+
     def kill_primary(self) -> int:
         """SIGKILL the primary; return its port."""
         port = self.primary.port

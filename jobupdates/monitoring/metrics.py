@@ -1,8 +1,9 @@
 """Prometheus metrics, served at ``/metrics`` (see :mod:`jobupdates.views`).
 
 Server processes record their own series (connections, connects,
-disconnects, deliveries, delivery latency, registry Redis errors, channel
-layer faults, slow clients dropped, the registry heartbeat) with
+disconnects, deliveries, delivery latency, frames built per framing, registry
+Redis errors, channel layer faults, slow clients dropped, the registry
+heartbeat) with
 prometheus-client. When several processes share a host, set
 ``PROMETHEUS_MULTIPROC_DIR`` to one empty directory for all of them (before
 they start): each process then writes its series to files there and
@@ -46,6 +47,7 @@ __all__ = [
     "DELIVERIES",
     "DELIVERY_LATENCY",
     "DISCONNECTS",
+    "FRAMES_BUILT",
     "LAYER_ERRORS",
     "REDIS_RECONNECTS",
     "REGISTRY_HEARTBEAT",
@@ -73,6 +75,13 @@ DELIVERY_LATENCY = Histogram(
     "jobupdates_delivery_latency_seconds",
     "Seconds from the bridge's receipt of an update to its last local send, per process.",
     buckets=LATENCY_BUCKETS,
+)
+FRAMES_BUILT = Counter(
+    "jobupdates_frames_built",
+    "Job-update WebSocket frames the fast path built, by framing (json+deflate, msgpack,"
+    " msgpack+deflate): one per update, process and framing in use, whatever the number"
+    " of clients (jobupdates.delivery.feed.framed).",
+    ["framing"],
 )
 REDIS_RECONNECTS = Counter(
     "jobupdates_redis_reconnects",

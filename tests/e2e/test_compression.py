@@ -1,19 +1,24 @@
 """permessage-deflate with real Daphne and bridge processes, seen on the raw socket.
 
 A client that offers compression gets each update's compressed frame (RSV1
-set), the same bytes as every other such client of the process; a client
-that does not, on the same process, gets the plain frame; a compressed
-client message that inflates past the limit (a "deflate bomb") is refused
-with ``frame_too_large`` and close 1009 before it is inflated.
+set), the same bytes as every other such client of the process, built once
+per update and process whatever the number of such clients (counted in
+``/metrics``); a client that does not, on the same process, gets the plain
+frame; a compressed client message that inflates past the limit (a "deflate
+bomb") is refused with ``frame_too_large`` and close 1009 before it is
+inflated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from botrix_site.redis_server import RedisServer
 from harness.clients import login, recv_json, welcomed, ws_connect
@@ -26,6 +31,8 @@ FAST = pytest.mark.parametrize("stack", ["fast"], indirect=True)
 
 UPDATE = {"job_id": "j-1", "status": "completed", "data": {"rows": 10, "note": "x" * 300}}
 NEGOTIATED = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+UPDATES = 8
+"""Updates published to each group of compressed clients."""
 
 
 def welcomed_raw(client: RawWebSocket) -> bool:
@@ -55,6 +62,56 @@ def test_a_client_offering_deflate_gets_compressed_frames_and_one_that_does_not_
     assert got.inflated() == got_plain.payload, "expected the same JSON, byte for byte"
     update = json.loads(got_plain.payload)
     assert {k: update[k] for k in UPDATE} == UPDATE
+
+
+def frames_built(port: int, cookie: str) -> dict[str, float]:
+    """``jobupdates_frames_built_total`` per framing, from the process's ``/metrics``."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    request.add_header("Cookie", cookie)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["framing"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "jobupdates_frames_built"
+        for sample in family.samples
+        if sample.name == "jobupdates_frames_built_total"
+    }
+
+
+@FAST
+def test_one_compressed_frame_is_built_per_update_whatever_the_number_of_clients(
+    stack: Stack, staff_cookie: str, publish
+):
+    """5 compressed clients, then 1, on one process: N updates cost N compressions each time."""
+    assert frames_built(stack.port, staff_cookie) == {
+        "json+deflate": 0.0,
+        "msgpack": 0.0,
+        "msgpack+deflate": 0.0,
+    }
+    compressions = 0.0
+    for clients in (5, 1):
+        with ExitStack() as opened:
+            sockets = [
+                opened.enter_context(
+                    RawWebSocket(stack.port, staff_cookie, extensions=DEFLATE_OFFER)
+                )
+                for _ in range(clients)
+            ]
+            assert all(welcomed_raw(client) for client in sockets)
+            for n in range(UPDATES):
+                assert publish(json.dumps({**UPDATE, "data": {"n": n}})) == 1
+            for client in sockets:  # every update, compressed, in order: all frames were built
+                frames = [client.read_message() for _ in range(UPDATES)]
+                assert all(frame.rsv1 for frame in frames), frames
+                assert [frame.value()["data"]["n"] for frame in frames] == list(range(UPDATES))
+        built = frames_built(stack.port, staff_cookie)
+        compressions, before = built["json+deflate"], compressions
+        assert compressions - before == UPDATES, (
+            f"expected {UPDATES} compressions for {UPDATES} updates to {clients} client(s), "
+            f"one per update and process; got {compressions - before}"
+        )
+        assert (built["msgpack"], built["msgpack+deflate"]) == (0.0, 0.0), built
 
 
 @FAST

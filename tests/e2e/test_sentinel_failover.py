@@ -3,8 +3,10 @@
 Real processes: a primary, a replica and three sentinels (harness/sentinels.py,
 down-after 1 s), a Daphne and two bridges, all configured with one
 ``redis+sentinel://`` URL, and a worker that publishes through the same URL.
-The primary is killed with SIGKILL; the sentinels promote the replica, and
-every process must follow it by itself.
+The primary is killed with SIGKILL, once the replica acknowledged every write
+(``WAIT``); the sentinels promote the replica, and every process must follow
+it by itself. A client that left before the failover then resumes from its
+last position and gets exactly what it missed, in order.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ RECOVERY_LIMIT = 15.0
 PROBE_INTERVAL = 0.2
 AWAY = 10
 """Updates published while a client is away, before the failover."""
+END = "end"
+"""The job of the update that ends what a test reads from a client (published last)."""
 
 
 @pytest.fixture
@@ -55,8 +59,11 @@ def publish(client: redis.Redis, payload: str) -> int:
         return 0
 
 
-async def first_probe(ws, client: redis.Redis, job_id: str, since: float) -> tuple[dict, float]:
-    """Publish probes until one arrives; return it and the seconds since ``since``."""
+async def first_probe(
+    ws, client: redis.Redis, job_id: str, since: float, log: list[dict] | None = None
+) -> tuple[dict, float]:
+    """Publish probes until one arrives; return it and the seconds since ``since``.
+    Every frame read is appended to ``log``, if given."""
     n = 0
     while True:
         publish(client, job_update(job_id, data={"n": n}))
@@ -66,6 +73,8 @@ async def first_probe(ws, client: redis.Redis, job_id: str, since: float) -> tup
         except TimeoutError:
             assert time.monotonic() - since < 2 * RECOVERY_LIMIT, "expected updates to flow again"
             continue
+        if log is not None:
+            log.append(frame)
         if frame.get("job_id") == job_id:
             return frame, time.monotonic() - since
 
@@ -90,9 +99,10 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
     processes.append(start_bridge(env, active=False))
     worker = redis_client.sync_client(redis_client.Use.INTERACTIVE, cluster.url)
     cookie = login(port, *STAFF)
+    got: list[dict] = []  # every frame the client connected throughout gets, from the first probe
     async with ws_connect(port, cookie) as ws:
         await welcomed(ws)
-        before, _ = await first_probe(ws, worker, "before", time.monotonic())
+        before, _ = await first_probe(ws, worker, "before", time.monotonic(), got)
         async with ws_connect(port, cookie) as away:  # leaves before the failover
             await welcomed(away)
             seen, _ = await first_probe(away, worker, "seen", time.monotonic())
@@ -101,13 +111,16 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
         live = []
         while len(live) < AWAY:  # recorded, then sent: the connected client has them all
             frame = await recv_json(ws, timeout=10)
+            got.append(frame)
             if frame.get("job_id") == "away":
                 live.append(frame["data"]["n"])
         assert live == list(range(AWAY))
+        replicas = await asyncio.to_thread(cluster.wait_replicated)
+        assert replicas == 1, "expected the replica to acknowledge the history's writes (WAIT)"
         old = cluster.kill_primary()
         killed = time.monotonic()
         failover = await asyncio.to_thread(cluster.wait_for_failover, old)
-        after, recovered = await first_probe(ws, worker, "after", killed)
+        after, recovered = await first_probe(ws, worker, "after", killed, got)
         print(f"failover: sentinels {failover:.2f} s, updates again {recovered:.2f} s after kill")
         assert recovered < RECOVERY_LIMIT
         assert cluster.primary_port() == cluster.replica.port
@@ -121,27 +134,33 @@ async def test_updates_flow_again_after_the_primary_is_killed(cluster, processes
         while len(read_snapshot(worker).clients) != 1:  # the registry writes to the new primary
             assert time.monotonic() < deadline, "expected the client listed on the new primary"
             await asyncio.sleep(0.2)
-        resumed = await resume(port, cookie, seen["position"])
-        assert resumed in (list(range(AWAY)), "position_lost"), (
-            f"expected every update missed, in order, or an explicit reset; got {resumed}"
-        )
-        print(f"resumed across the failover: {resumed}")
+        resumed = await resume(port, cookie, seen["position"], worker)
+        while not got or got[-1].get("job_id") != END:  # the connected client gets it too
+            got.append(await recv_json(ws, timeout=10))
     assert before["type"] == after["type"] == "job_update"
     worker.close()
 
+    [at] = [i for i, frame in enumerate(got) if frame.get("position") == seen["position"]]
+    missed = got[at + 1 : -1]  # what the resuming client missed, as the connected one got it
+    print(f"resumed across the failover: {[(f.get('job_id'), f.get('data')) for f in resumed]}")
+    assert [f["data"]["n"] for f in missed if f.get("job_id") == "away"] == list(range(AWAY))
+    assert {(f["type"], f["job_id"]) for f in missed} <= {
+        ("job_update", job) for job in ("seen", "away", "after")
+    }, missed
+    assert resumed == missed, (
+        "expected exactly the updates published after its last one, in order, with the"
+        f" positions the connected client got (no reset, none missing, none more): got\n"
+        f"{resumed}\nexpected\n{missed}"
+    )
 
-async def resume(port: int, cookie: str, since: str) -> list[int] | str:
-    """Reconnect with ``since``; return the ``away`` numbers replayed, or the reset's reason."""
+
+async def resume(port: int, cookie: str, since: str, worker: redis.Redis) -> list[dict]:
+    """Reconnect with ``since``; return every frame it gets before an :data:`END` update,
+    published once it is welcomed: the replay, then whatever was published meanwhile."""
     async with ws_connect(port, cookie, path=f"/ws?since={since}") as ws:
         await welcomed(ws)
-        numbers: list[int] = []
-        while len(numbers) < AWAY:
-            frame = await recv_json(ws, timeout=10)
-            if frame["type"] == "reset":
-                return str(frame["reason"])
-            if frame.get("job_id") == "away":
-                numbers.append(frame["data"]["n"])
-            else:  # nothing else comes before the last update it missed
-                assert frame.get("job_id") in ("before", "after"), frame
-                break
-        return numbers
+        assert publish(worker, job_update(END)) >= 1, "expected the active bridge subscribed"
+        frames: list[dict] = []
+        while (frame := await recv_json(ws, timeout=10)).get("job_id") != END:
+            frames.append(frame)
+        return frames

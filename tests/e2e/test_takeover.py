@@ -8,13 +8,21 @@ standby, and the new active bridge is stopped with SIGTERM (it releases the
 lease; the third takes over the same way). Every update arrives exactly once,
 in order. (Before the standby ring, the kill alone lost about 5 s of updates:
 tests/e2e/test_bridges.py.)
+
+Each takeover's figures (its log line) are checked too: what it buffered is
+what it found in the history plus what it forwarded; on the SIGKILL, what it
+found is exactly what the dead bridge had recorded (read from the history
+between the kill and the takeover), and what it forwarded is exactly what it
+then recorded first, the updates after those, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -31,6 +39,10 @@ RATE = 100
 BATCH = 10
 """Updates published at once, every BATCH / RATE seconds."""
 TAKEOVER = r"takeover: (\d+) update\(s\) buffered, (\d+) already in the history, forwarding (\d+)"
+HISTORY = "botrix:jobs:history"
+"""The history stream (``JOBUPDATES_HISTORY_KEY``'s default)."""
+LEASE = "botrix:jobs:bridge:active"
+"""The bridges' lease (``JOBUPDATES_BRIDGE_LEASE_KEY``'s default)."""
 
 
 class Publisher(threading.Thread):
@@ -94,6 +106,54 @@ def gaps_logged(process: Process) -> list[str]:
     return [line for line in process.lines if "may be lost" in line]
 
 
+def load_numbers(entries: list[Any]) -> list[int]:
+    """The ``n`` of each "load" update among history entries (``XRANGE``'s), in order."""
+    frames = [json.loads(fields[b"f"]) for _, fields in entries if fields.get(b"j") == b"load"]
+    return [frame["data"]["n"] for frame in frames]
+
+
+def lease_value(url: str) -> bytes | None:
+    client = redis.Redis.from_url(url)
+    try:
+        value: bytes | None = client.get(LEASE)
+        return value
+    finally:
+        client.close()
+
+
+def recorded_by_the_dead(url: str, lease: bytes | None) -> tuple[bytes, list[int]]:
+    """The history as the SIGKILLed bridge left it, read before the next one takes over:
+    its newest entry's ID and the load numbers recorded.
+
+    ``lease`` is the lease's value before the kill. The read is checked to come before
+    the takeover: the lease, read with it atomically, is still the dead bridge's (or
+    expired, not yet taken), and a bridge records only while it holds the lease.
+    """
+    client = redis.Redis.from_url(url)
+    try:
+        # What the dead bridge wrote to its sockets is in Redis's input buffers: Redis
+        # runs it in the event-loop turn that answers this PING, if not before.
+        client.ping()
+        with client.pipeline(transaction=True) as pipe:
+            pipe.get(LEASE)
+            pipe.xrange(HISTORY)
+            now, entries = pipe.execute()
+    finally:
+        client.close()
+    assert now in (lease, None), f"expected the history read before the takeover: {now!r}"
+    assert entries, "expected the killed bridge to have recorded updates"
+    return entries[-1][0], load_numbers(entries)
+
+
+def recorded_after(url: str, position: bytes, count: int) -> list[int]:
+    """The load numbers of the first ``count`` history entries after ``position``."""
+    client = redis.Redis.from_url(url)
+    try:
+        return load_numbers(client.xrange(HISTORY, b"(" + position, "+", count=count))
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("stack", ["fast"], indirect=True)
 async def test_a_kill_9_then_a_sigterm_lose_nothing_at_100_updates_a_second(stack, staff_cookie):
     first = stack.bridge
@@ -110,19 +170,43 @@ async def test_a_kill_9_then_a_sigterm_lose_nothing_at_100_updates_a_second(stac
             await counter.until(RATE)  # the first bridge forwards
 
             mark = second.mark()
+            lease = await asyncio.to_thread(lease_value, stack.redis.url)  # the first's
             first.kill()
             killed_at = publisher.sent
+            last, recorded = await asyncio.to_thread(recorded_by_the_dead, stack.redis.url, lease)
             await active_after(second, mark)
             kill_figures = figures(second, mark)
-            await counter.until(killed_at + RATE)
+            buffered, already, forwarded = kill_figures
+            # The standby subscribed before the first publish, and its ring (30 s, 10000
+            # updates) holds everything since: updates 0 .. buffered - 1. The dead bridge
+            # recorded a prefix of them; the takeover forwards the rest.
+            assert recorded == list(range(len(recorded))), "expected a prefix, once, in order"
+            assert buffered == already + forwarded, kill_figures
+            assert forwarded >= 1, f"expected the kill to leave updates unrecorded: {kill_figures}"
+            assert already == len(recorded), (
+                f"expected the takeover to find the {len(recorded)} updates the dead bridge"
+                f" recorded: {kill_figures}"
+            )
+            await counter.until(max(buffered, killed_at + RATE))  # so the forwarded are recorded
+            first_recorded = await asyncio.to_thread(
+                recorded_after, stack.redis.url, last, forwarded
+            )
+            assert first_recorded == list(range(already, buffered)), (
+                f"expected the new bridge to record the {forwarded} forwarded updates first,"
+                f" {already} to {buffered - 1}: got {first_recorded}"
+            )
 
             third = await asyncio.to_thread(start_bridge, stack.env, active=False)
-            await counter.until(len(counter.numbers) + RATE)  # the third has buffered some
+            listening = publisher.sent  # the batch from listening + BATCH is built after this
+            # so the third buffers at least one update that the second records:
+            await counter.until(max(len(counter.numbers) + RATE, listening + BATCH + 1))
             mark = third.mark()
             assert await asyncio.to_thread(second.stop) == 0
             stopped_at = publisher.sent
             await active_after(third, mark)
             term_figures = figures(third, mark)
+            assert term_figures[0] == term_figures[1] + term_figures[2], term_figures
+            assert term_figures[1] >= 1, f"expected the ring to overlap the history: {term_figures}"
             await counter.until(stopped_at + RATE)
 
             publisher.halt.set()
@@ -139,9 +223,10 @@ async def test_a_kill_9_then_a_sigterm_lose_nothing_at_100_updates_a_second(stac
         duplicated = len(numbers) - len(set(numbers))
         print(
             f"\n{total} updates at {RATE}/s; SIGKILL at #{killed_at}: the standby buffered "
-            f"{kill_figures[0]}, found {kill_figures[1]} in the history, forwarded "
-            f"{kill_figures[2]}; SIGTERM at #{stopped_at}: buffered {term_figures[0]}, "
-            f"found {term_figures[1]}, forwarded {term_figures[2]}; lost {len(lost)}, "
+            f"{kill_figures[0]}, found {kill_figures[1]} in the history (the dead one had "
+            f"recorded {len(recorded)}), forwarded {kill_figures[2]}; SIGTERM at "
+            f"#{stopped_at}: buffered {term_figures[0]}, found {term_figures[1]}, "
+            f"forwarded {term_figures[2]}; lost {len(lost)}, "
             f"duplicated {duplicated} (without the ring, the kill lost ~5 s: ~500)"
         )
         assert publisher.unheard == 0, "expected a bridge subscribed throughout"

@@ -1,11 +1,16 @@
-"""The bridges' series in /metrics, from their reports."""
+"""The series in /metrics: the bridges', from their reports, and the process's own."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
+from jobupdates.delivery.feed import framed
+from jobupdates.monitoring import metrics
 from jobupdates.monitoring.metrics import BridgeCollector
 from jobupdates.protocol.reports import BridgeReport, BridgeState
+from jobupdates.protocol.wire import Framing
 
 
 def collected(reports: list[BridgeReport]) -> CollectorRegistry:
@@ -43,3 +48,30 @@ def test_bridge_series_come_from_the_reports():
     assert sample("jobupdates_bridge_recovered_total", bridge="a") == 4.0
     assert sample("jobupdates_bridge_gaps_total", bridge="a") == 1.0
     assert sample("jobupdates_bridge_gaps_total", bridge="b") == 0.0, "an older report: 0"
+
+
+def frames_built_series() -> dict[str, float]:
+    """``jobupdates_frames_built_total`` per framing, as ``/metrics`` serves it."""
+    return {
+        sample.labels["framing"]: sample.value
+        for family in text_string_to_metric_families(metrics.render([]).decode())
+        if family.name == "jobupdates_frames_built"
+        for sample in family.samples
+        if sample.name == "jobupdates_frames_built_total"
+    }
+
+
+def test_frames_built_are_served_per_framing_and_count_each_build_once(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    before = frames_built_series()
+    assert set(before) >= {"json+deflate", "msgpack", "msgpack+deflate"}, "expected them at 0 too"
+    message = {"text": '{"type":"job_update","job_id":"j","status":"queued","data":null}'}
+    deflated = framed(message, Framing(compressed=True))
+    assert framed(message, Framing(compressed=True)) is deflated, "expected the kept frame"
+    framed(message, Framing(binary=True))
+    after = frames_built_series()
+    assert after["json+deflate"] - before["json+deflate"] == 1
+    assert after["msgpack"] - before["msgpack"] == 1
+    assert after["msgpack+deflate"] == before["msgpack+deflate"]
