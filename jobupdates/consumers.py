@@ -21,6 +21,7 @@ group membership and the sink.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -42,9 +43,11 @@ from jobupdates.delivery.daphne import (
     negotiated_deflate,
     raw_send,
 )
+from jobupdates.delivery.fanout import InOrder, job_update_send
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.feed import Feed
-from jobupdates.delivery.layers import JobUpdatesChannelLayer, job_update_send
+from jobupdates.delivery.layers import JobUpdatesChannelLayer
+from jobupdates.history import History
 from jobupdates.monitoring import metrics
 from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.registry import LocalClient, get_registry
@@ -53,6 +56,8 @@ from jobupdates.protocol.connect import ConnectRequest
 from jobupdates.protocol.encodings import Encoding, negotiate, payload
 from jobupdates.protocol.events import JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
+from jobupdates.protocol.positions import Position
+from jobupdates.redis_client import async_client
 
 __all__ = ["JobUpdatesConsumer"]
 
@@ -76,6 +81,8 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
     subprotocol: str | None = None
     """The subprotocol selected: ``jobupdates.v1.msgpack`` or ``jobupdates.v1`` if offered."""
     encoding = Encoding.JSON
+    in_order: InOrder | None = None
+    """This connection's order of updates (with a channel layer other than the fast path)."""
 
     async def connect(self) -> None:
         try:
@@ -279,7 +286,8 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             )
 
     async def job_update(self, event: dict[str, Any]) -> None:
-        """Hand one update to the feed (with a channel layer other than the fast path).
+        """Hand one update to the feed (with a channel layer other than the fast path),
+        in the history's order, after what this connection missed before it.
 
         Counted as a delivery only if the feed sent it (not filtered out).
         """
@@ -290,7 +298,15 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
         except MalformedEvent as exc:
             faults.record(Fault.MALFORMED_EVENT, f"client {self.client_id}: {exc}")
             return
-        if await self.feed(job_update_send(update)):
+        if self.in_order is None:
+            history = functools.partial(History.from_conf, async_client())
+            self.in_order = InOrder(self._to_feed, history, f"client {self.client_id}")
+            if self.feed.position is not None:  # what its replay read last
+                self.in_order.sequencer.last = Position.parse(self.feed.position)
+        await self.in_order.receive(update)
+
+    async def _to_feed(self, update: JobUpdateEvent, data: bytes | None) -> None:
+        if self.feed is not None and await self.feed(job_update_send(update)):
             counters.direct(update.received_at)
 
     async def jobupdates_sink_failed(self, event: dict[str, Any]) -> None:

@@ -16,13 +16,15 @@ as soon as its client stops keeping up.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from jobupdates.history_script import APPEND
+from jobupdates.history_script import APPEND, FENCED
+from jobupdates.protocol.frames import gap_frame
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import (
     Position,
@@ -32,7 +34,16 @@ from jobupdates.protocol.positions import (
     with_position,
 )
 
-__all__ = ["FIRST_PAGE", "MAX_PAGE", "PAGE_BYTES", "History", "Recovery", "ReplayEntry"]
+__all__ = [
+    "FIRST_PAGE",
+    "MAX_PAGE",
+    "PAGE_BYTES",
+    "Appended",
+    "Fence",
+    "History",
+    "Recovery",
+    "ReplayEntry",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +59,42 @@ PAGE_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ReplayEntry:
-    """One update to replay: its position, job and client frame (with ``position``)."""
+    """One update to replay: its position, job and client frame (with ``position``).
+
+    A recorded gap is an entry too (``gap``): its frame is the ``reset`` every
+    connection gets there, and its ``job_id`` is empty.
+    """
 
     position: Position
     job_id: str
     frame: str
+    gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a write requires: ``key`` must hold ``value`` (the writer's token)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What :meth:`History.append_many` recorded.
+
+    Attributes:
+        fenced: Whether the write was refused (nothing recorded): the caller's lease
+            is no longer the one in Redis.
+        prev: The position recorded just before the batch (``"0-0"`` for none).
+        gap: The position of the gap recorded before the batch, if one was.
+        positions: The updates' positions, in order.
+    """
+
+    fenced: bool = False
+    prev: str = "0-0"
+    gap: str | None = None
+    positions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +137,8 @@ class History:
         self.stream_key = stream_key
         self.lost_key = stream_key + ":lost"
         """Holds the newest position Redis is known to have lost (:meth:`append_many`)."""
+        self.batch_key = stream_key + ":batch"
+        """Holds the last batch recorded: its ID and positions (:meth:`append_many`)."""
         self.state_prefix = state_prefix
         self.max_entries = max_entries
         self.max_age_ms = int(max_age_seconds * 1000)
@@ -122,25 +166,34 @@ class History:
         digests: Sequence[str] | None = None,
         *,
         after: str | None = None,
-    ) -> list[str]:
-        """Record ``(job_id, frame)`` updates in order, in one script call (all or none);
-        return their positions.
+        fence: Fence | None = None,
+        batch_id: str = "",
+        gap: str = "",
+    ) -> Appended:
+        """Record ``(job_id, frame)`` updates in order, in one script call (all or none).
 
         ``ingest_ids``, one per update, are the entry IDs in the durable ingest
         stream the updates came from; each is kept with its entry (field ``i``,
         never sent to clients) so that :meth:`ingested_since` can tell which
         were recorded. ``digests``, one per update, identify the raw PUBLISHed
         payloads (field ``d``, never sent to clients): a standby aligns its ring
-        with them on a takeover (:meth:`digest_tail`).
+        with them on a takeover (:meth:`published_since`).
 
         ``after`` is the position the caller recorded last. If the history's
         newest is older (Redis lost its newest writes: a failover to a replica
         that missed them, a restart without persistence), the loss is recorded
         (:attr:`lost_key`, logged): clients that resume from a position before
         ``after`` get a reset instead of a replay with a hole.
+
+        With ``fence``, nothing is written unless Redis still holds the caller's
+        lease (:attr:`Appended.fenced`): a bridge deposed while it was frozen
+        cannot record behind its successor. ``batch_id`` (unique per batch, no
+        spaces) makes a retry idempotent: a batch already recorded last is
+        answered with its positions, not recorded twice. ``gap`` records a gap,
+        with that reason, before the batch (field ``g``).
         """
-        if not updates:
-            return []
+        if not updates and not gap:
+            return Appended()
         ids = ingest_ids if ingest_ids is not None else [""] * len(updates)
         marks = digests if digests is not None else [""] * len(updates)
         keys = [self.stream_key]
@@ -149,19 +202,26 @@ class History:
             self.max_age_ms,
             self.state_ttl_seconds,
             after or "",
+            fence.value if fence else "",
+            batch_id or uuid.uuid4().hex,
+            gap,
         ]
         for (job_id, frame), ingest_id, mark in zip(updates, ids, marks, strict=True):
             keys.append(self.state_prefix + job_id)
             args += (job_id, frame, ingest_id, mark)
-        lost, *positions = await self._append(keys=[*keys, self.lost_key], args=args)
+        keys += [self.lost_key, self.batch_key, fence.key if fence else self.batch_key]
+        status, *rest = await self._append(keys=keys, args=args)
+        if _text(status) == FENCED:
+            return Appended(fenced=True)
+        lost, prev, gap_at, *positions = (_text(value) for value in rest)
         if lost:
             logger.warning(
                 "history: Redis lost updates up to %s (its newest was %s); clients that "
                 "resume from before it get a reset (position_lost)",
                 after,
-                _text(lost),
+                lost,
             )
-        return [_text(position) for position in positions]
+        return Appended(prev=prev, gap=gap_at or None, positions=tuple(positions))
 
     async def ingested_since(self, oldest: str, *, page: int = 1000) -> set[str]:
         """Return the ingest entry IDs recorded with the entries from ``oldest`` on.
@@ -181,20 +241,28 @@ class History:
                 return found
             start = "(" + _text(entries[-1][0])
 
-    async def digest_tail(self, count: int) -> tuple[list[str], float | None]:
-        """Return the payload digests of the newest ``count`` entries, oldest first, and
-        when the newest of them was recorded (Unix time; None if none has one).
+    async def published_since(self, ms: int, *, page: int = 1000) -> list[str]:
+        """Return the payload digests of the PUBLISHed updates recorded from Unix time
+        ``ms`` (milliseconds) on, oldest first, after the last gap recorded there.
 
-        Entries without a digest (durable ingest's) are left out.
+        Durable ingest's entries (no digest) are left out; a gap (field ``g``)
+        starts the list again: what came before it is not contiguous with what
+        follows.
         """
-        entries: list[Any] = list(
-            await self.client.xrevrange(self.stream_key, "+", "-", count=max(1, count)) or []
-        )
-        found = [(entry_id, fields[b"d"]) for entry_id, fields in entries if b"d" in fields]
-        if not found:
-            return [], None
-        newest_at = int(_text(found[0][0]).split("-")[0]) / 1000
-        return [_text(mark) for _, mark in reversed(found)], newest_at
+        digests: list[str] = []
+        start = str(max(0, ms))
+        while True:
+            entries: list[Any] = list(
+                await self.client.xrange(self.stream_key, start, "+", count=page) or []
+            )
+            for _, fields in entries:
+                if b"g" in fields:
+                    digests.clear()
+                elif b"d" in fields:
+                    digests.append(_text(fields[b"d"]))
+            if len(entries) < page:
+                return digests
+            start = "(" + _text(entries[-1][0])
 
     async def since(
         self, since: Position | None, *, count: int | None = None, seen: bool = False
@@ -297,6 +365,11 @@ def _first_id(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Position | Non
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> ReplayEntry:
     position = entry_id.decode()
+    why = fields.get(b"g")
+    if why is not None:
+        return ReplayEntry(
+            Position.parse(position), "", gap_frame(why.decode(), position), gap=True
+        )
     return ReplayEntry(
         Position.parse(position),
         fields[b"j"].decode(),

@@ -308,7 +308,7 @@ async def record(redis_server, job_id: str, status: str = "queued") -> str:
     client = aioredis.Redis.from_url(redis_server.url)
     try:
         frame = JobUpdate(job_id, status).to_frame()
-        [position] = await History.from_conf(client).append_many([(job_id, frame)])
+        [position] = (await History.from_conf(client).append_many([(job_id, frame)])).positions
         return position
     finally:
         await client.aclose()

@@ -33,7 +33,7 @@ def frame(job_id: str, status: str = "queued") -> str:
 
 async def record(store: History, job_id: str, text: str) -> str:
     """Record one update as the bridge does (a batch of one); return its position."""
-    [position] = await store.append_many([(job_id, text)])
+    [position] = (await store.append_many([(job_id, text)])).positions
     return position
 
 
@@ -105,8 +105,8 @@ async def test_a_seen_position_lost_by_redis_is_a_reset_even_with_newer_entries(
 
 async def test_a_write_after_redis_lost_the_writers_newest_records_the_loss(client, caplog):
     store = history(client)
-    positions = await store.append_many([("j", frame(f"j{i}")) for i in range(5)])
-    kept = await store.append_many([("j", frame("next"))], after=positions[-1])
+    positions = (await store.append_many([("j", frame(f"j{i}")) for i in range(5)])).positions
+    kept = (await store.append_many([("j", frame("next"))], after=positions[-1])).positions
     assert await client.get("h:lost") is None, "expected no loss: the history held it"
     # a failover to a replica that had received only the first four
     replicated = await client.xrange("h", "-", positions[3])
@@ -114,7 +114,7 @@ async def test_a_write_after_redis_lost_the_writers_newest_records_the_loss(clie
     for entry_id, fields in replicated:
         await client.xadd("h", fields, id=entry_id)
     with caplog.at_level("WARNING", logger="jobupdates.history"):
-        [after] = await store.append_many([("j", frame("after"))], after=kept[0])
+        [after] = (await store.append_many([("j", frame("after"))], after=kept[0])).positions
     assert (await client.get("h:lost")).decode() == kept[0]
     assert f"Redis lost updates up to {kept[0]}" in caplog.text
     held_before = Position.parse(positions[2])  # held, but what followed it is partly gone
@@ -126,7 +126,7 @@ async def test_a_write_after_redis_lost_the_writers_newest_records_the_loss(clie
 
 async def test_a_lost_key_that_is_not_a_position_is_logged_and_ignored(client, caplog):
     store = history(client)
-    positions = await store.append_many([("j", frame(f"j{i}")) for i in range(3)])
+    positions = (await store.append_many([("j", frame(f"j{i}")) for i in range(3)])).positions
     await client.set("h:lost", "\x00garbage\n")
     with caplog.at_level("WARNING", logger="jobupdates.history"):
         replayed = await store.since(Position.parse(positions[0]), seen=True)
@@ -137,7 +137,7 @@ async def test_a_lost_key_that_is_not_a_position_is_logged_and_ignored(client, c
 
 async def test_a_write_to_an_emptied_history_records_the_loss_too(client):
     store = history(client)
-    [position] = await store.append_many([("j", frame("j"))])
+    [position] = (await store.append_many([("j", frame("j"))])).positions
     await client.delete("h")  # Redis restarted without its data
     await store.append_many([("j", frame("again"))], after=position)
     assert (await client.get("h:lost")).decode() == position
@@ -169,13 +169,15 @@ async def test_append_many_records_in_order_in_one_script_call(client, monkeypat
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(aioredis.Redis, "execute_command", counting)
-    positions = await store.append_many([("a", frame("a")), ("b", frame("b")), ("a", frame("a"))])
+    positions = (
+        await store.append_many([("a", frame("a")), ("b", frame("b")), ("a", frame("a"))])
+    ).positions
     assert calls == ["EVALSHA"]
     assert [Position.parse(p) for p in positions] == sorted(Position.parse(p) for p in positions)
     replay = await store.since(Position.parse(positions[0]))
     assert [e.job_id for e in replay.entries] == ["b", "a"]
     assert str((await store.states(["a"]))[0].position) == positions[2]
-    assert await store.append_many([]) == []
+    assert (await store.append_many([])).positions == ()
 
 
 async def test_append_many_reloads_its_script_after_redis_forgot_it(client):
@@ -183,7 +185,7 @@ async def test_append_many_reloads_its_script_after_redis_forgot_it(client):
     store = history(client)
     await record(store, "a", frame("a"))
     await client.script_flush()
-    [position] = await store.append_many([("b", frame("b"))])
+    [position] = (await store.append_many([("b", frame("b"))])).positions
     assert str((await store.states(["b"]))[0].position) == position
 
 

@@ -14,25 +14,49 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from jobupdates.history import ReplayEntry
+from jobupdates.monitoring.metrics import FRAMES_BUILT
 from jobupdates.protocol.encodings import Encoding, asgi_send, payload
 from jobupdates.protocol.frames import reset_frame
 from jobupdates.protocol.positions import Position, PositionError, ResetReason, as_state
 from jobupdates.protocol.wire import Framing
 
-__all__ = ["Feed", "Send", "framed"]
+__all__ = ["Feed", "Send", "framed", "framing_label"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 """An ASGI ``send``."""
 
 
+def framing_label(framing: Framing) -> str:
+    """``framing``'s label in ``jobupdates_frames_built_total{framing}``: ``json``,
+    ``json+deflate``, ``msgpack`` or ``msgpack+deflate``."""
+    return ("msgpack" if framing.binary else "json") + ("+deflate" if framing.compressed else "")
+
+
+_BUILT = {
+    framing.key: FRAMES_BUILT.labels(framing_label(framing))
+    for framing in (
+        Framing(compressed=True),
+        Framing(binary=True),
+        Framing(binary=True, compressed=True),
+    )
+}
+"""The counter of each framing :func:`framed` builds, every series at 0 from the start.
+(The plain JSON frame comes with the layer's message: it is built for every update.)"""
+
+
 def framed(message: dict[str, Any], framing: Framing) -> bytes:
     """The frame of a job update's message (:func:`~jobupdates.delivery.layers.job_update_send`)
     in ``framing``, built on first use and kept in the message, which every connection of
-    the process shares: once per update, process and framing."""
+    the process shares: once per update, process and framing, and counted then (in
+    ``jobupdates_frames_built_total``), never per connection."""
     frame: bytes | None = message.get(framing.key)
     if frame is None:
         encoding = Encoding.MSGPACK if framing.binary else Encoding.JSON
         frame = message[framing.key] = framing.build(payload(message["text"], encoding))
+        built = _BUILT.get(framing.key)
+        if built is None:  # plain JSON, from a message that came without its frame
+            built = _BUILT[framing.key] = FRAMES_BUILT.labels(framing_label(framing))
+        built.inc()
     return frame
 
 
@@ -116,9 +140,16 @@ class Feed:
         return self.jobs is None or job_id in self.jobs
 
     async def __call__(self, message: dict[str, Any]) -> bool:
-        """Take one ``websocket.send`` message from the layer (with ``job_id`` and
-        ``position`` alongside ``text``); return whether it was sent now."""
-        if self.overflowed or (self.jobs is not None and message.get("job_id") not in self.jobs):
+        """Take one ``websocket.send`` message from the layer (with ``job_id``,
+        ``position`` and ``gap`` alongside ``text``); return whether it was sent now.
+
+        A gap (a ``reset`` where updates may be missing) reaches every connection,
+        whatever its jobs, in stream order.
+        """
+        if self.overflowed:
+            return False
+        jobs = self.jobs
+        if jobs is not None and message.get("job_id") not in jobs and not message.get("gap"):
             return False
         held = self._held
         if held is not None:
@@ -180,7 +211,7 @@ class Feed:
         for entry in entries:
             if self.overflowed:
                 return
-            if self.wants(entry.job_id):
+            if entry.gap or self.wants(entry.job_id):
                 await self._send_text(entry.frame)
             self.last_replayed = entry.position
             self.position = str(entry.position)
@@ -203,15 +234,6 @@ class Feed:
             if not self._covered(message):
                 await self._emit(message)
         self._held = None
-
-    def resume_point(self, fallback: Position) -> Position:
-        """The position of the last update sent, or ``fallback`` if there was none."""
-        if self.position is None:
-            return fallback
-        try:
-            return Position.parse(self.position)
-        except PositionError:
-            return fallback
 
     async def send_reset(self, reason: ResetReason, message: str) -> None:
         """Tell the client it missed updates it cannot get back."""

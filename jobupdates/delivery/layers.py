@@ -12,6 +12,12 @@ take channels_redis's ordinary path, so the layer stays a standard one.
 Group membership is still ``group_add``/``group_discard``: a sink only
 receives what its channel's groups receive.
 
+The job-updates group (``JOBUPDATES_GROUP``) is delivered in the history's
+order, each update once, and what the process missed is read from the
+history before anything newer (:class:`~jobupdates.delivery.fanout.JobGroup`):
+an update naming a predecessor the process never got, or a subscription that
+dropped and came back.
+
 One bad message never stops the receive loop: bytes that do not decode and
 malformed events are dropped, a sink that raises is detached and its
 consumer asked to close (:data:`SINK_FAILED_EVENT`), and each fault is
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from channels_redis.pubsub import (
@@ -35,16 +41,17 @@ from channels_redis.utils import _wrap_close, decode_hosts
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from jobupdates.delivery.fanout import SINK_FAILED_EVENT, JobGroup, Sink, fan_out, job_update_send
 from jobupdates.delivery.faults import Fault, LayerFaults
-from jobupdates.delivery.mailboxes import Mailbox, Slot, mailbox_name, process_channel
-from jobupdates.monitoring.deliveries import counters
+from jobupdates.delivery.mailboxes import Mailbox, mailbox_name, process_channel
+from jobupdates.history import History
 from jobupdates.monitoring.instance import instance_id
 from jobupdates.protocol.events import JOB_UPDATE_EVENT, JobUpdateEvent, MalformedEvent
 from jobupdates.protocol.logs import loggable
-from jobupdates.protocol.wire import text_frame
+from jobupdates.redis_client import async_client
 
 __all__ = [
-    "SINK_FAILED_EVENT",
+    "SINK_FAILED_EVENT",  # re-exported from jobupdates.delivery.fanout
     "JobUpdatesChannelLayer",
     "MalformedEvent",  # re-exported from jobupdates.protocol.events
     "Sink",
@@ -52,32 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Sink = Callable[[dict[str, Any]], Awaitable[object]]
-"""Takes the ASGI message of :func:`job_update_send`; returns False if it did not
-send it (filtered out), anything else if it did."""
-
-
-SINK_FAILED_EVENT = "jobupdates.sink_failed"
-"""Event the layer puts on a channel whose sink raised: ``{"type": ..., "reason": str}``.
-The consumer closes that connection (1011); the sink is already detached."""
-
-
-def job_update_send(update: JobUpdateEvent) -> dict[str, Any]:
-    """The ``websocket.send`` message of a job update, built once per process.
-
-    ``job_id`` and ``position`` ride along for the sinks' filters, and
-    ``frame``, the WebSocket frame, for sinks that write to the socket
-    themselves; ASGI servers ignore keys they do not know.
-    """
-    text = update.text
-    return {
-        "type": "websocket.send",
-        "text": text,
-        "job_id": update.job_id,
-        "position": update.position,
-        "frame": text_frame(text.encode()),
-    }
 
 
 _PUBLISH_MANY = "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end"
@@ -151,6 +132,14 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
         self.faults = LayerFaults(logger)
         self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
         self.process_channel = process_channel(self.prefix, instance_id())
+        from jobupdates.conf import conf
+
+        self.jobs = JobGroup(
+            self,
+            self._get_group_channel_name(conf.GROUP),
+            self.channel_layer.serialize,
+            lambda: History.from_conf(async_client()),
+        )
 
     async def new_mailbox(self, deliver: Callable[[dict[str, Any]], None]) -> str:
         pattern = self.process_channel + "*"
@@ -168,14 +157,17 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
     channel_layer: _LoopLayer
 
     _gap_started: float | None = None
-    _resyncs: set[asyncio.Task[None]] | None = None
 
     async def subscribe(self, channel: str) -> None:
         """channels_redis's, without its lock when nothing is to be done (every
         handshake's ``group_add`` comes here): already subscribed, and no
-        subscribe or unsubscribe under way."""
+        subscribe or unsubscribe under way. Before it subscribes to the job
+        updates' group, the group notes where the history ends."""
         if channel in self._subscribed_to and not self._lock.locked():
             return
+        jobs = self.channel_layer.jobs
+        if channel == jobs.channel and channel not in self._subscribed_to:
+            await jobs.start()
         await super().subscribe(channel)
 
     async def psubscribe(self, pattern: str) -> None:
@@ -209,11 +201,13 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                 faults.record(Fault.UNEXPECTED, f"reading failed: {loggable(exc)}", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if message is not None:
-                try:
+            try:
+                if self._gap_started is not None:  # the read re-subscribed
+                    await self._resubscribed()
+                if message is not None:
                     await self._route(message["channel"], message["data"])
-                except Exception as exc:  # the next message is routed whatever this one did
-                    faults.record(Fault.UNEXPECTED, f"routing failed: {loggable(exc)}", exc)
+            except Exception as exc:  # the next message is routed whatever this one did
+                faults.record(Fault.UNEXPECTED, f"routing failed: {loggable(exc)}", exc)
             if faults.pending:
                 faults.summarize()
 
@@ -225,29 +219,14 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         message: dict[str, Any] | None = await self._pubsub.get_message(
             ignore_subscribe_messages=True, timeout=READ_TIMEOUT
         )
-        if self._gap_started is not None:  # the read re-subscribed
-            self._resubscribed(self._gap_started)
         return message
 
-    def _resubscribed(self, gap_started: float) -> None:
-        """Hold every feed back, then replay what the gap cost them (see ``resync``)."""
-        from jobupdates.delivery.feed import Feed
-        from jobupdates.delivery.resync import resync
-
-        self._gap_started = None
-        feeds = [sink for sink in self.channel_layer.sinks.values() if isinstance(sink, Feed)]
-        logger.info(
-            "channel layer re-subscribed after %.1fs; replaying to %d clients",
-            time.time() - gap_started,
-            len(feeds),
-        )
-        if not feeds:
-            return
-        for feed in feeds:
-            feed.hold()
-        task = asyncio.ensure_future(resync(feeds, gap_started))
-        self._resyncs = (self._resyncs or set()) | {task}
-        task.add_done_callback(self._resyncs.discard)
+    async def _resubscribed(self) -> None:
+        """Deliver what the job updates' group missed meanwhile, before anything newer."""
+        lost_at, self._gap_started = self._gap_started, None
+        jobs = self.channel_layer.jobs
+        if lost_at is not None and jobs.channel in self._subscribed_to:
+            await jobs.resubscribed(lost_at)
 
     async def _route(self, name: bytes | str, data: bytes) -> None:
         layer = self.channel_layer
@@ -264,38 +243,18 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         event = layer.faults.decode_event(data, layer.channel_layer.deserialize, name)
         if event is None:
             return
-        update: JobUpdateEvent | None = None
-        if event["type"] == JOB_UPDATE_EVENT:
-            try:
-                update = JobUpdateEvent.from_event(event)
-            except MalformedEvent as exc:  # dropped for every member, queued or not
-                layer.faults.record(Fault.MALFORMED_EVENT, f"on {name!r}: {exc}")
-                return
-        send = job_update_send(update) if update is not None and layer.sinks else None
-        delivered = 0
-        for channel in tuple(members):  # a sink may await while membership changes
-            queue = layer.channels.get(channel)
-            if queue is None:
-                layer.sinks.pop(channel, None)  # the consumer is gone
-                continue
-            sink = layer.sinks.get(channel) if send is not None else None
-            if sink is None:
-                queue.put_nowait(data)
-                continue
-            try:
-                if await sink(send) is not False:  # type: ignore[arg-type]
-                    delivered += 1
-            except Exception as exc:  # one broken connection must not stop the fan-out
-                self._sink_failed(channel, queue, exc)
-        if update is not None and send is not None:  # once per update and process, for /metrics
-            counters.fanout(delivered, update.received_at)
-
-    def _sink_failed(self, channel: str, queue: Slot, exc: Exception) -> None:
-        """Detach ``channel``'s sink and ask its consumer to close the connection."""
-        layer = self.channel_layer
-        layer.sinks.pop(channel, None)
-        reason = f"its direct send raised {type(exc).__name__}"
-        event = {"type": SINK_FAILED_EVENT, "reason": reason}
-        queue.put_nowait(layer.channel_layer.serialize(event))
-        detail = f"{reason}: {loggable(exc)}; detached {channel}, its consumer closes it (1011)"
-        layer.faults.record(Fault.SINK_FAILED, detail, exc)
+        if event["type"] != JOB_UPDATE_EVENT:
+            for channel in tuple(members):
+                slot = layer.channels.get(channel)
+                if slot is not None:
+                    slot.put_nowait(data)
+            return
+        try:
+            update = JobUpdateEvent.from_event(event)
+        except MalformedEvent as exc:  # dropped for every member, queued or not
+            layer.faults.record(Fault.MALFORMED_EVENT, f"on {name!r}: {exc}")
+            return
+        if name == layer.jobs.channel:
+            await layer.jobs.receive(update, data)
+        else:
+            await fan_out(layer, members, update, lambda: data, layer.channel_layer.serialize)

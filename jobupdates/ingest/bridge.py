@@ -2,20 +2,24 @@
 
 :class:`Bridge` subscribes to the channel the workers PUBLISH on and works in
 batches: it reads the messages already received (up to :data:`MAX_BATCH`),
-validates each with :func:`jobupdates.protocol.parse_job_update`, encodes each
-client frame once, records the valid ones in the
-:class:`~jobupdates.history.History` in one pipeline (which gives each its
-position), and ``group_send``\\ s them. It owns its connection state: every
-loss of Redis is logged, then followed by a reconnect after a capped, jittered
-backoff. A valid update that cannot be recorded or forwarded is retried, never
-dropped. A rejected message is counted, logged (throttled) and kept as a dead
-letter (:mod:`jobupdates.ingest.rejections`).
+validates each once, and hands the valid ones to its
+:class:`~jobupdates.ingest.intake.Intake`, which records them in the
+:class:`~jobupdates.history.History` (which gives each its position) and
+``group_send``\\ s them, one batch at a time for every input. It owns its
+connection state: every loss of Redis is logged, then followed by a reconnect
+after a capped, jittered backoff. A valid update that cannot be recorded or
+forwarded is retried, never dropped. A rejected message is counted, logged
+(throttled) and kept as a dead letter (:mod:`jobupdates.ingest.rejections`).
 
 With a :class:`~jobupdates.ingest.leadership.Lease`, several bridges can run: one is
 active and forwards, the others stay subscribed as hot standbys and take
 over once the active one stops renewing its lease. Each keeps a ring of what it
 received, and on becoming active forwards, before anything newer, exactly what
-the old active bridge never recorded (:mod:`jobupdates.ingest.takeover`).
+the old active bridge never recorded (:mod:`jobupdates.ingest.takeover`). A
+bridge the history refuses (it lost the lease while frozen) keeps what it held
+in its ring and becomes a standby. Each new subscription is a new *segment*
+of its ring, except the one a holder makes first after a Redis restart
+(:meth:`Election.wait_to_subscribe`): nothing could reach another bridge between.
 
 With :attr:`BridgeOptions.ingest_stream`, the active bridge also reads the
 durable ingest stream (:mod:`jobupdates.ingest.durable`).
@@ -43,18 +47,14 @@ from jobupdates import redis_client
 from jobupdates.history import History
 from jobupdates.ingest.counters import BridgeStats
 from jobupdates.ingest.dead_letters import DeadLetterWriter
-from jobupdates.ingest.durable import DurableIngest
-from jobupdates.ingest.forwarder import Forwarder, GroupSender
+from jobupdates.ingest.durable import BLOCK_SECONDS, DurableIngest
+from jobupdates.ingest.forwarder import Batch, Forwarder, GroupSender, Outcome
+from jobupdates.ingest.intake import Intake
 from jobupdates.ingest.leadership import Election, Lease, Role
 from jobupdates.ingest.rejections import Rejections
 from jobupdates.ingest.stopping import back_off
-from jobupdates.ingest.takeover import Takeover
-from jobupdates.protocol import (
-    DEFAULT_STATUSES,
-    InvalidJobUpdate,
-    JobUpdate,
-    parse_job_update,
-)
+from jobupdates.ingest.takeover import MAX_BATCH, Takeover
+from jobupdates.protocol import DEFAULT_STATUSES, JobUpdate
 from jobupdates.protocol.alignment import digest
 from jobupdates.protocol.reports import BridgeState
 
@@ -62,8 +62,6 @@ __all__ = ["Bridge", "BridgeOptions", "BridgeState", "BridgeStats"]
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 500
-"""The most messages read, then recorded and sent in one pipeline each."""
 POLL_SECONDS = 0.5
 """How long one read waits for a message; bounds how late a stop request is seen."""
 
@@ -89,6 +87,8 @@ class BridgeOptions:
     """The durable ingest stream the active bridge reads; None reads none."""
     standby_buffer_seconds: float = 30.0
     standby_buffer_messages: int = 10_000
+    durable_block_seconds: float = BLOCK_SECONDS
+    """How long one read of the durable ingest stream waits."""
 
 
 class Bridge:
@@ -117,20 +117,61 @@ class Bridge:
         self.options = options
         self.delays = delays
         self._woke_early = False
-        self.election = Election(lease, options.lease_interval) if lease else None
+        self._in_hand = False
+        self.segment = 0
+        """The current subscription's number: a new one starts a new ring."""
+        self.since_ms: int | None = None
+        """When the current subscription began, by Redis's clock (from the lease)."""
+        self._run_id: str | None = None
+        self._aligned: int | None = None
+        """The token of the lease this bridge last aligned its ring for."""
+        self.aligned = asyncio.Event()
+        """Set once this bridge has aligned its ring for a lease it took (see :meth:`align`)."""
+        self.election = Election(lease, options.lease_interval, self._drained) if lease else None
         self.state = BridgeState.STARTING
         self.stats = BridgeStats()
         self.stopping = asyncio.Event()
-        self.rejections = Rejections(options.channel, log=logger, dead_letters=dead_letters)
+        name = lease.holder if lease else f"bridge-{uuid.uuid4().hex[:12]}"
         self.forwarder = Forwarder(
-            layer=layer, group=options.group, history=history, delays=delays, stopping=self.stopping
+            layer=layer,
+            group=options.group,
+            history=history,
+            delays=delays,
+            stopping=self.stopping,
+            name=name,
+        )
+        election = self.election
+        self.intake = Intake(
+            self.forwarder,
+            Rejections(options.channel, log=logger, dead_letters=dead_letters),
+            self.stats,
+            statuses=options.statuses,
+            max_payload_bytes=options.max_payload_bytes,
+            fence=(lambda: election.fence) if election else lambda: None,
+            on_fenced=self._deposed,
         )
         self._entered = {state: asyncio.Event() for state in BridgeState}
-        consumer = lease.holder if lease else f"bridge-{uuid.uuid4().hex[:12]}"
         stream = options.ingest_stream
-        self.durable = DurableIngest(self, stream=stream, consumer=consumer) if stream else None
+        self.durable = (
+            DurableIngest(
+                self.intake,
+                history,
+                redis_url=options.redis_url,
+                stream=stream,
+                consumer=name,
+                active=lambda: self.role is Role.ACTIVE,
+                stopping=self.stopping,
+                delays=delays,
+                block_seconds=options.durable_block_seconds,
+            )
+            if stream
+            else None
+        )
         self.takeover = Takeover(
-            self,
+            self.intake,
+            history,
+            self.stats,
+            self.forwarder.retry,
             max_seconds=options.standby_buffer_seconds,
             max_messages=options.standby_buffer_messages,
         )
@@ -140,6 +181,28 @@ class Bridge:
     def role(self) -> Role:
         """Whether this bridge forwards updates now (always, without a lease)."""
         return self.election.role if self.election else Role.ACTIVE
+
+    def _drained(self) -> bool:
+        """Whether everything received from the channel is recorded (for the lease)."""
+        return not self._in_hand and not self.unaligned
+
+    @property
+    def unaligned(self) -> bool:
+        """Whether this bridge holds a lease it has not yet aligned its ring for: every
+        new holder aligns (:meth:`align`) before it forwards (a holder whose subscription
+        went on across a Redis restart keeps its lease, and its alignment)."""
+        election = self.election
+        if election is None or election.role is not Role.ACTIVE or election.tenure is None:
+            return False
+        return election.tenure.token != self._aligned
+
+    def _deposed(self) -> None:
+        if self.election is not None:
+            logger.warning(
+                "bridge %s: the history refused a write: another bridge holds the lease",
+                self.election.lease.holder,
+            )
+            self.election.deposed()
 
     def _set_state(self, state: BridgeState, why: str = "") -> None:
         if state is not self.state:
@@ -176,7 +239,7 @@ class Bridge:
             self._pumped.set()
             if electing is not None:
                 await electing
-            await self.rejections.aclose()
+            await self.intake.aclose()
         self._set_state(BridgeState.STOPPED)
 
     async def _subscribe_forever(self) -> None:
@@ -190,9 +253,9 @@ class Bridge:
             client = redis_client.listener(self.options.redis_url)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    continuous = await self._before_subscribing()
                     await pubsub.subscribe(self.options.channel)
-                    self.takeover.subscribed(time.time())
-                    await self._settle_role()
+                    await self._subscribed(continuous)
                     as_role = "the active bridge" if self.role is Role.ACTIVE else "a standby"
                     self._listening_at(pubsub)
                     self._set_state(
@@ -219,13 +282,41 @@ class Bridge:
                     self.stopping, self.options.redis_url, delay, probing=bool(sooner)
                 )
             finally:
+                if self.election is not None:
+                    self.election.segment = None  # not subscribed: no candidate meanwhile
                 await client.aclose()
 
-    async def _settle_role(self) -> None:
-        """Try to hold the lease now: after a reconnect it may be free (a restarted Redis
-        lost it), and the first bridge back takes it before it reads a message."""
-        if self.election is not None and not self.stopping.is_set():
-            await self.election.check()
+    async def _before_subscribing(self) -> bool:
+        """Wait until this bridge may subscribe (see :meth:`Election.wait_to_subscribe`);
+        return whether its subscription continues the last one: it holds the lease, Redis
+        restarted meanwhile and no other bridge subscribed since, so it is the first
+        subscriber (the others wait for it) and nothing was published it did not get."""
+        if self.election is None:
+            return False
+        standing = await self.election.wait_to_subscribe(self.stopping)
+        if standing is None:
+            return False
+        self.election.run_id = standing.run_id
+        restarted = self._run_id is not None and standing.run_id != self._run_id
+        first = standing.others_listening == 0
+        return restarted and first and self.role is Role.ACTIVE
+
+    async def _subscribed(self, continuous: bool) -> None:
+        """Start the subscription's segment of the ring (unless it continues the last
+        one) and register it with the lease, which may now choose another holder."""
+        if continuous:
+            logger.info("bridge: Redis restarted, this bridge subscribed first: its ring goes on")
+        else:
+            self.segment += 1
+            self.takeover.subscribed(time.time())
+        election = self.election
+        if election is None:
+            return
+        election.segment = self.segment
+        await election.check()
+        standing = election.standing
+        if standing is not None:
+            self.since_ms, self._run_id = standing.since_ms, standing.run_id
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the batch in hand."""
@@ -235,9 +326,13 @@ class Bridge:
         while not self.stopping.is_set():
             payloads = await self._read_batch(pubsub)
             if payloads:
-                await self.handle_many(payloads)
-            elif self.takeover.pending and self.role is Role.ACTIVE:
-                await self.takeover.run()
+                self._in_hand = True
+                try:
+                    await self.handle_many(payloads)
+                finally:
+                    self._in_hand = False
+            elif self.unaligned:
+                await self.align()
 
     @staticmethod
     async def _read_batch(pubsub: aioredis.client.PubSub) -> list[bytes]:
@@ -255,40 +350,40 @@ class Bridge:
 
     async def handle_many(self, payloads: list[bytes]) -> int:
         """Validate messages and forward the valid ones, in order; return how many were valid."""
-        received_at = time.time()
-        self.stats.received += len(payloads)
-        self.stats.last_message_at = received_at
+        received_at = self.intake.received(len(payloads))
         batch: list[tuple[JobUpdate, str]] = []
         digests: list[str] = []
+        keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
         for payload in payloads:
-            try:
-                update = parse_job_update(
-                    payload,
-                    statuses=self.options.statuses,
-                    max_bytes=self.options.max_payload_bytes,
-                )
+            update = await self.intake.accept(payload, received_at, keep=keep)
+            if update is not None:
                 batch.append((update, update.to_frame()))
                 digests.append(digest(payload))
-            except InvalidJobUpdate as exc:
-                self.stats.rejected[exc.reason] += 1
-                keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
-                await self.rejections.reject(exc, payload, received_at, keep=keep)
         if not batch:
             return 0
-        if self.role is not Role.ACTIVE and self.election and self.election.holder_unknown:
-            await self._settle_role()  # Redis is back and may have lost the lease: take it now
-        if self.role is not Role.ACTIVE:
-            self.takeover.buffer(batch, digests, received_at)
-            self.stats.skipped_as_standby += len(batch)
+        if self.role is Role.ACTIVE and not self.unaligned:
+            outcome = await self.intake.forward(Batch(batch, received_at, digests=digests))
+            if outcome is Outcome.SENT:
+                self.takeover.recorded(digests, received_at)
+                return len(batch)
+            if outcome is Outcome.STOPPED:
+                return len(batch)
+        # a standby, just active (align first, then these in order), or deposed just now
+        self.takeover.buffer(batch, digests, received_at)
+        self.stats.skipped_as_standby += len(batch)
+        if self.role is Role.ACTIVE:
+            await self.align()
+        else:
             logger.debug("standby: leaving %d update(s) to the active bridge", len(batch))
-            return len(batch)
-        if self.takeover.pending:  # just became active: align first, then these in order
-            self.takeover.buffer(batch, digests, received_at)
-            await self.takeover.run()
-            return len(batch)
-        if await self.forwarder.forward(batch, received_at, digests=digests):
-            self.takeover.recorded(digests, received_at)
-            self.stats.forwarded += len(batch)
-            for update, _ in batch:
-                self.stats.forwarded_by_status[update.status] += 1
         return len(batch)
+
+    async def align(self) -> Outcome:
+        """Forward what the ring holds that the history lacks (see :class:`Takeover`)."""
+        tenure = self.election.tenure if self.election else None
+        if tenure is None:
+            return Outcome.SENT
+        outcome = await self.takeover.run(tenure, self.since_ms)
+        if outcome is Outcome.SENT:
+            self._aligned = tenure.token
+            self.aligned.set()
+        return outcome

@@ -13,11 +13,12 @@ Only the active bridge (the lease holder) reads the stream, as consumer
   and sent through the bridge's :class:`~jobupdates.ingest.forwarder.Forwarder`,
   then ``XACK``\\ ed.
 * Whenever a bridge becomes active (start, takeover, reconnect), before it
-  reads new entries, it takes over every pending entry (``XAUTOCLAIM``,
-  min-idle 0: its own and a dead bridge's), skips and ACKs those whose IDs
-  the history already holds (recorded, then the bridge died before its
-  ``XACK``) and forwards the others in order. So an update goes into the
-  history once, across a crash.
+  reads new entries, and then every :data:`RECOVER_SECONDS` between reads, it
+  takes over every pending entry (``XAUTOCLAIM``, min-idle 0: a dead bridge's,
+  or a deposed one's that read entries it could no longer record), skips and
+  ACKs those whose IDs the history already holds (recorded, then the bridge
+  died before its ``XACK``) and forwards the others in order. So an update
+  goes into the history once, across a crash or a freeze.
 
 ``XREADGROUP ... BLOCK`` waits :data:`BLOCK_SECONDS`, on a client whose socket
 timeout is longer (:func:`jobupdates.redis_client.stream_reader`).
@@ -27,23 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from jobupdates import redis_client
-from jobupdates.ingest.leadership import Role
+from jobupdates.history import History
+from jobupdates.ingest.forwarder import Batch, Outcome
+from jobupdates.ingest.intake import Intake
 from jobupdates.ingest.stopping import pause
-from jobupdates.protocol import InvalidJobUpdate, JobUpdate, RejectReason, parse_job_update
+from jobupdates.ingest.takeover import MAX_BATCH
+from jobupdates.protocol import InvalidJobUpdate, JobUpdate, RejectReason
 
-if TYPE_CHECKING:
-    from jobupdates.ingest.bridge import Bridge
-
-__all__ = ["BLOCK_SECONDS", "GROUP", "DurableIngest", "DurableStats"]
+__all__ = ["BLOCK_SECONDS", "GROUP", "RECOVER_SECONDS", "DurableIngest", "DurableStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ BLOCK_SECONDS = 2.0
 """How long one XREADGROUP waits for an entry."""
 ROLE_POLL_SECONDS = 0.1
 """How often a standby looks whether it became active (no I/O)."""
-BATCH = 500
-"""The most entries read, then recorded and sent, at once."""
+RECOVER_SECONDS = 2.0
+"""How often the active bridge claims the entries left pending between its reads."""
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -73,29 +73,41 @@ class DurableStats:
 
 
 class DurableIngest:
-    """Reads the ingest stream for one :class:`~jobupdates.ingest.bridge.Bridge`."""
+    """Reads the ingest stream for one bridge, while it is the active one."""
 
     def __init__(
         self,
-        bridge: Bridge,
+        intake: Intake,
+        history: History | None,
         *,
+        redis_url: str,
         stream: str,
         consumer: str,
+        active: Callable[[], bool],
+        stopping: asyncio.Event,
+        delays: Callable[[], Iterator[float]],
         block_seconds: float = BLOCK_SECONDS,
-        delays: Callable[[], Iterator[float]] | None = None,
     ) -> None:
         """Args:
-        bridge: The bridge whose role, parser options, rejections and forwarder are used.
+        intake: Validates, records and sends (the bridge's, shared with its other inputs).
+        history: Where recorded entries are looked up on a recovery.
+        redis_url: The Redis holding the stream.
         stream: The ingest stream's key (``JOBUPDATES_INGEST_STREAM``).
         consumer: This bridge's name in the group (its lease holder name).
+        active: Whether the bridge is the active one now.
+        stopping: Set when the bridge stops.
+        delays: Retry delays after a Redis failure.
         block_seconds: How long one XREADGROUP blocks.
-        delays: Retry delays after a Redis failure; default the bridge's.
         """
-        self.bridge = bridge
+        self.intake = intake
+        self.history = history
+        self.redis_url = redis_url
         self.stream = stream
         self.consumer = consumer
+        self.active = active
+        self.stopping = stopping
+        self.delays = delays
         self.block_seconds = block_seconds
-        self.delays = delays or bridge.delays
         self.stats = DurableStats()
         self.reading = asyncio.Event()
         """Set while this bridge reads the stream (active, recovered, group in place)."""
@@ -106,13 +118,13 @@ class DurableIngest:
 
     async def run(self) -> None:
         """Read while this bridge is active, until the bridge stops."""
-        stopping = self.bridge.stopping
+        stopping = self.stopping
         delays = self.delays()
         while not stopping.is_set():
-            if self.bridge.role is not Role.ACTIVE:
+            if not self.active():
                 await pause(stopping, ROLE_POLL_SECONDS)
                 continue
-            client = redis_client.stream_reader(self.bridge.options.redis_url, self.block_seconds)
+            client = redis_client.stream_reader(self.redis_url, self.block_seconds)
             try:
                 await self._create_group(client)
                 await self.recover(client)
@@ -146,7 +158,7 @@ class DurableIngest:
         start = "0-0"
         while True:
             reply = await client.xautoclaim(
-                self.stream, GROUP, self.consumer, 0, start_id=start, count=BATCH
+                self.stream, GROUP, self.consumer, 0, start_id=start, count=MAX_BATCH
             )
             start = _text(reply[0])
             pending.extend((_text(entry_id), fields or {}) for entry_id, fields in reply[1])
@@ -155,7 +167,7 @@ class DurableIngest:
         if not pending:
             return
         pending.sort(key=lambda entry: tuple(int(part) for part in entry[0].split("-")))
-        history = self.bridge.forwarder.history
+        history = self.history
         recorded = await history.ingested_since(pending[0][0]) if history is not None else set()
         done = [entry_id for entry_id, _ in pending if entry_id in recorded]
         rest = [entry for entry in pending if entry[0] not in recorded]
@@ -169,17 +181,22 @@ class DurableIngest:
         )
         if done:
             await self._ack(client, done)
-        for offset in range(0, len(rest), BATCH):
-            if not await self.handle(client, rest[offset : offset + BATCH]):
+        for offset in range(0, len(rest), MAX_BATCH):
+            if not await self.handle(client, rest[offset : offset + MAX_BATCH]):
                 return
 
     async def _read_while_active(self, client: aioredis.Redis) -> None:
-        stopping = self.bridge.stopping
+        stopping = self.stopping
         block_ms = int(self.block_seconds * 1000)
-        while not stopping.is_set() and self.bridge.role is Role.ACTIVE:
+        loop = asyncio.get_running_loop()
+        recovered_at = loop.time()
+        while not stopping.is_set() and self.active():
+            if loop.time() - recovered_at >= RECOVER_SECONDS:
+                await self.recover(client)
+                recovered_at = loop.time()
             read = asyncio.ensure_future(
                 client.xreadgroup(
-                    GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms
+                    GROUP, self.consumer, {self.stream: ">"}, count=MAX_BATCH, block=block_ms
                 )
             )
             stop = asyncio.ensure_future(stopping.wait())
@@ -198,47 +215,41 @@ class DurableIngest:
                 self.idle_reads += 1
                 self.idled.set()
                 continue
-            if self.bridge.role is not Role.ACTIVE:
+            if not self.active():
                 return  # deposed while reading: the entries stay pending for the active bridge
             if not await self.handle(client, entries):
                 return
 
     async def handle(self, client: aioredis.Redis, entries: list[Entry]) -> bool:
-        """Validate, record, send and ACK entries in order; False if stopped first."""
-        bridge = self.bridge
-        received_at = time.time()
+        """Validate, record, send and ACK entries in order; False if not all were
+        recorded (stopped, or deposed: they stay pending for the active bridge)."""
+        intake = self.intake
+        received_at = intake.received(len(entries))
         self.stats.read += len(entries)
-        bridge.stats.received += len(entries)
-        bridge.stats.last_message_at = received_at
         batch: list[tuple[JobUpdate, str]] = []
         ids: list[str] = []
         for entry_id, fields in entries:
             payload = fields.get(b"payload")
-            try:
-                if payload is None:
-                    raise InvalidJobUpdate(
-                        RejectReason.MISSING_PAYLOAD,
-                        f"expected a 'payload' field in entry {entry_id} of {self.stream!r}; "
-                        f"got fields {sorted(_text(name) for name in fields)}",
-                    )
-                update = parse_job_update(
-                    payload,
-                    statuses=bridge.options.statuses,
-                    max_bytes=bridge.options.max_payload_bytes,
+            if payload is None:
+                missing = InvalidJobUpdate(
+                    RejectReason.MISSING_PAYLOAD,
+                    f"expected a 'payload' field in entry {entry_id} of {self.stream!r}; "
+                    f"got fields {sorted(_text(name) for name in fields)}",
                 )
-                batch.append((update, update.to_frame()))
-                ids.append(entry_id)
-            except InvalidJobUpdate as exc:
                 self.stats.rejected += 1
-                bridge.stats.rejected[exc.reason] += 1
-                await bridge.rejections.reject(exc, payload or b"", received_at, keep=True)
+                await intake.reject(missing, b"", received_at, keep=True)
+                continue
+            update = await intake.accept(payload, received_at, keep=True)
+            if update is None:
+                self.stats.rejected += 1
+                continue
+            batch.append((update, update.to_frame()))
+            ids.append(entry_id)
         if batch:
-            if not await bridge.forwarder.forward(batch, received_at, ids):
+            outcome = await intake.forward(Batch(batch, received_at, ingest_ids=ids))
+            if outcome is not Outcome.SENT:
                 return False
             self.stats.forwarded += len(batch)
-            bridge.stats.forwarded += len(batch)
-            for update, _ in batch:
-                bridge.stats.forwarded_by_status[update.status] += 1
         await self._ack(client, [entry_id for entry_id, _ in entries])
         return True
 

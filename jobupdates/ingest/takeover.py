@@ -1,116 +1,159 @@
-"""Taking over from another bridge without losing what it never recorded.
+"""Taking over from another bridge without losing or repeating what it never recorded.
 
 Every bridge stays subscribed and keeps a :class:`~jobupdates.protocol.alignment.Ring`
-of the valid messages it received: with the parsed update while it is a
-standby, only the digest while it is the active bridge (it recorded them).
-The active bridge records each update's payload digest in the history
-(field ``d``). When a bridge that was a standby becomes active (the lease
-expired after a crash, or the stopping bridge released it), before it forwards
-anything newer it reads the history's tail, aligns its ring with it
+of the valid messages it received since it subscribed: with the parsed update
+while it is a standby (or when the history refused its write: it was deposed),
+only the digest once it recorded them. The active bridge records each
+update's payload digest in the history (field ``d``). When a bridge becomes
+active, before it forwards anything newer it reads the digests recorded since
+a little before its ring's first entry, aligns its ring with them
 (:func:`~jobupdates.protocol.alignment.align`) and forwards, in order and once,
 exactly the buffered updates the old bridge never recorded. What arrives
 meanwhile waits in the subscription and is forwarded after.
 
-If the ring cannot cover the gap, that is logged as a WARNING and counted
-(``gaps`` in the bridge's report, ``/ws/stats`` and ``jobupdates_bridge_gaps_total``).
+When the alignment cannot tell (:attr:`~jobupdates.protocol.alignment.Alignment.gap`),
+nothing is forwarded twice: the gap is recorded in the history before what is
+forwarded, so every client whose stream crosses it gets a ``reset``
+(``updates_lost``), and it is logged and counted (``gaps`` in the bridge's
+report, ``/ws/stats`` and ``jobupdates_bridge_gaps_total``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
-from jobupdates.ingest.forwarder import Stopped
+from jobupdates.history import History
+from jobupdates.ingest.counters import BridgeStats
+from jobupdates.ingest.forwarder import Batch, Outcome, Stopped
+from jobupdates.ingest.intake import Intake
+from jobupdates.ingest.leadership import Previous, Tenure
 from jobupdates.protocol import JobUpdate
 from jobupdates.protocol.alignment import Ring, align
 
-if TYPE_CHECKING:
-    from jobupdates.ingest.bridge import Bridge
-
-__all__ = ["TAIL_MARGIN", "Takeover"]
+__all__ = ["MAX_BATCH", "TAIL_MARGIN_SECONDS", "Takeover"]
 
 logger = logging.getLogger("jobupdates.ingest.bridge")
 
-TAIL_MARGIN = 100
-"""History entries read beyond the ring's length (durable ingest's have no digest)."""
-CHUNK = 500
-"""The most buffered updates recorded and sent in one pipeline."""
+TAIL_MARGIN_SECONDS = 2.0
+"""How long before its ring's first entry a takeover reads the history from (clock
+skew between hosts, and the old bridge's delay in recording)."""
+MAX_BATCH = 500
+"""The most updates read, then recorded and sent in one pipeline each (every input)."""
 
 Item = tuple[JobUpdate, str]
+T = TypeVar("T")
+
+
+class Retry(Protocol):
+    """Runs a Redis call until it succeeds (:meth:`Forwarder.retry`)."""
+
+    async def __call__(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T: ...
 
 
 class Takeover:
     """One bridge's ring, and its alignment with the history when it becomes active."""
 
-    def __init__(self, bridge: Bridge, *, max_seconds: float, max_messages: int) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        history: History | None,
+        stats: BridgeStats,
+        retry: Retry,
+        *,
+        max_seconds: float,
+        max_messages: int,
+    ) -> None:
         """Args:
-        bridge: The bridge whose forwarder, history and stats are used.
+        intake: Where the buffered updates are forwarded.
+        history: The history to align with; without one, the ring is forwarded whole.
+        stats: The bridge's counters (``gaps``).
+        retry: Runs a Redis read until it succeeds (:meth:`Forwarder.retry`).
         max_seconds: How long the ring keeps a message (JOBUPDATES_STANDBY_BUFFER_SECONDS).
         max_messages: How many messages it keeps (JOBUPDATES_STANDBY_BUFFER_MESSAGES).
         """
-        self.bridge = bridge
+        self.intake = intake
+        self.history = history
+        self.stats = stats
+        self.retry = retry
         self.ring: Ring[Item] = Ring(max_seconds=max_seconds, max_messages=max_messages)
-        self.pending = False
-        """Whether the bridge buffered as a standby and has not aligned since."""
 
     def subscribed(self, now: float) -> None:
-        """The bridge (re)subscribed: what came before may have been missed."""
+        """The bridge subscribed anew: what came before may have been missed."""
         self.ring.restart(now)
 
     def buffer(self, batch: list[Item], digests: list[str], received_at: float) -> None:
-        """Keep updates received as a standby (or before the alignment) to forward later."""
+        """Keep updates received as a standby (or refused: deposed) to forward later."""
         for item, mark in zip(batch, digests, strict=True):
             self.ring.add(mark, item, received_at)
-        self.pending = True
 
     def recorded(self, digests: list[str], received_at: float) -> None:
         """Keep the digests of updates this bridge recorded as the active bridge."""
         for mark in digests:
             self.ring.add(mark, None, received_at)
 
-    async def run(self) -> bool:
-        """Align the ring with the history and forward what it lacks; False if stopped first."""
-        bridge = self.bridge
-        history = bridge.forwarder.history
+    async def run(self, tenure: Tenure, since_ms: int | None) -> Outcome:
+        """Align the ring with the history and forward what it lacks.
+
+        Args:
+            tenure: The lease this bridge took (how the last one ended).
+            since_ms: When this bridge's subscription began (Redis's clock), if known.
+        """
         ring = list(self.ring)
+        oldest = min([entry.at for entry in ring[:1]] + [self.ring.since or time.time()])
         tail: list[str] = []
-        newest_at: float | None = None
-        if history is not None:
+        held: bool = False
+        if self.history is not None:
+            history = self.history
+            start_ms = int((oldest - TAIL_MARGIN_SECONDS) * 1000)
+
+            async def read() -> tuple[list[str], bool]:
+                _, newest = await history.bounds()
+                return await history.published_since(start_ms), newest is not None
+
             try:
-                tail, newest_at = await bridge.forwarder.retry(
-                    "read the history's tail",
-                    lambda: history.digest_tail(len(ring) + TAIL_MARGIN),
-                )
+                tail, held = await self.retry("read the history's tail", read)
             except Stopped:
-                return False
-        alignment = align(
-            [entry.digest for entry in ring], tail, since=self.ring.since, newest_at=newest_at
-        )
-        todo = [(entry.digest, entry.item, entry.at) for entry in ring[alignment.start :]]
-        unsent = [(mark, item, at) for mark, item, at in todo if item is not None]
+                return Outcome.STOPPED
+        if self.ring.dropped and since_ms is not None:  # it holds less than since it subscribed
+            since_ms = max(since_ms, int(oldest * 1000))
+        # a history kept without a lease of this version (an older bridge's, or Redis lost
+        # the lease's keys) says nothing about how the last recorder stopped
+        unknown = tenure.previous is Previous.NONE and held
+        covered = tenure.covers(since_ms) and not unknown
+        alignment = align([entry.digest for entry in ring], tail, covered=covered)
+        todo = [entry for entry in ring[alignment.start :] if entry.item is not None]
         if alignment.gap:
-            bridge.stats.gaps += 1
+            self.stats.gaps += 1
             logger.warning(
-                "takeover: updates published before %d buffered one(s) may be lost: %s",
-                len(unsent),
+                "takeover: updates published before %d buffered one(s) may be lost: %s; "
+                "recording the gap (clients get a reset there)",
+                len(todo),
                 alignment.why,
             )
         logger.info(
             "takeover: %d update(s) buffered, %d already in the history, forwarding %d",
             len(ring),
             alignment.start,
-            len(unsent),
+            len(todo),
         )
-        for offset in range(0, len(unsent), CHUNK):
-            chunk = unsent[offset : offset + CHUNK]
-            batch = [item for _, item, _ in chunk if item is not None]
-            digests = [mark for mark, _, _ in chunk]
-            if not await bridge.forwarder.forward(batch, chunk[0][2], digests=digests):
-                return False
-            bridge.stats.forwarded += len(batch)
-            bridge.stats.recovered += len(batch)
-            for update, _ in batch:
-                bridge.stats.forwarded_by_status[update.status] += 1
+        gap = alignment.why if alignment.gap else ""
+        for offset in range(0, max(1, len(todo)), MAX_BATCH):
+            chunk = todo[offset : offset + MAX_BATCH]
+            if not chunk and not gap:
+                break
+            batch = Batch(
+                [entry.item for entry in chunk if entry.item is not None],
+                chunk[0].at if chunk else time.time(),
+                digests=[entry.digest for entry in chunk],
+                gap=gap,
+                recovered=True,
+            )
+            outcome = await self.intake.forward(batch)
+            if outcome is not Outcome.SENT:
+                return outcome
+            gap = ""
         self.ring.mark_recorded()
-        self.pending = False
-        return True
+        return Outcome.SENT

@@ -9,8 +9,8 @@ records each update's digest with its history entry (field ``d``). On
 becoming active, a bridge reads the history's tail and :func:`align`\\ s: the
 longest recorded prefix of its ring is found on the *sequence* of digests
 (the same payload twice counts twice), and the rest is what the old active
-bridge never recorded. If the ring does not reach back to the history's
-newest entry, the alignment says so (:attr:`Alignment.gap`): never silent.
+bridge never recorded. When the alignment cannot tell, it forwards nothing
+twice and says so (:attr:`Alignment.gap`): never silent.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class Alignment:
         start: The index of the ring's first entry that the history lacks:
             forward ``ring[start:]``, in order.
         overlap: How many ring entries matched the tail's newest digests.
-        gap: Whether updates may be missing between the history and the ring.
+        gap: Whether updates may be missing between the history and the ring:
+            record the gap (every client whose stream crosses it gets a ``reset``).
         why: What the gap is (empty without one).
     """
 
@@ -116,60 +117,78 @@ class Alignment:
     why: str = ""
 
 
-def align(
-    ring: Sequence[str],
-    tail: Sequence[str],
-    *,
-    since: float | None = None,
-    newest_at: float | None = None,
-) -> Alignment:
+def align(ring: Sequence[str], tail: Sequence[str], *, covered: bool = False) -> Alignment:
     """Align the ring's digests with the history tail's digests (both oldest first).
 
-    Finds the largest ``j`` such that ``ring[max(0, j - t):j]`` equals the last
-    ``t`` digests of ``tail`` (``t = min(j, len(tail))``), so that the
-    entries from ``j`` on are exactly those never recorded.
+    ``tail`` holds the digests of the updates PUBLISHed and recorded since a little
+    before the ring's first entry, after the last gap the history recorded: with
+    one recorder at a time (the lease's fencing), they are a run of the channel's
+    messages in order, as the ring is. So the ring's entries from the largest
+    ``j`` such that ``ring[max(0, j - t):j]`` equals the last ``t`` digests of
+    ``tail`` (``t = min(j, len(tail))``) on are exactly those never recorded.
+
+    It never forwards an entry twice, and says when it cannot tell (a gap):
+
+    * a smaller ``j`` matches too (identical payloads in a row): the largest is
+      taken, and a gap is reported, since one of them may be lost;
+    * no ``j`` matches but the tail holds some ring entries (the old recorder
+      missed one of them): the ring is forwarded after the last of those, with a gap;
+    * nothing in the ring was recorded: the ring is forwarded whole, with a gap
+      unless ``covered``.
 
     Args:
         ring: The ring's digests, oldest first.
-        tail: The digests of the history's newest entries, oldest first.
-        since: When the ring started receiving without a break.
-        newest_at: When the history's newest entry (of ``tail``) was recorded.
-
-    A gap is reported when the tail is not empty and no ring entry matches it:
-    the ring (its oldest entry, or the subscription it started with) is newer
-    than the history's newest entry, so what was published between may be lost.
+        tail: The digests of the history's newest PUBLISHed entries, oldest first.
+        covered: Whether what was published before the ring's first entry is known
+            to be recorded: the old holder released its lease on a graceful stop, or
+            had nothing in hand since before this bridge subscribed, or there was none.
     """
-    if not tail:
+    if tail:
+        j, ambiguous = _largest_match(list(ring), list(tail))
+        if j:
+            why = (
+                f"{j} buffered update(s) match the history's newest at more than one place "
+                "(identical payloads in a row): one of them may be lost"
+                if ambiguous
+                else ""
+            )
+            return Alignment(start=j, overlap=min(j, len(tail)), gap=ambiguous, why=why)
+        recorded = set(tail)
+        seen = max((i for i, mark in enumerate(ring) if mark in recorded), default=-1)
+        if seen >= 0:
+            return Alignment(
+                start=seen + 1,
+                overlap=0,
+                gap=True,
+                why=f"the history skipped buffered update(s) before the {seen + 1}th, "
+                "which it holds",
+            )
+    if covered:
         return Alignment(start=0, overlap=0)
-    j = _largest_match(list(ring), list(tail))
-    if j:
-        return Alignment(start=j, overlap=min(j, len(tail)))
-    if ring:
-        return Alignment(
-            start=0,
-            overlap=0,
-            gap=True,
-            why=f"none of the {len(ring)} buffered update(s) matches the history's newest entry",
-        )
-    if since is not None and newest_at is not None and since > newest_at:
-        return Alignment(
-            start=0,
-            overlap=0,
-            gap=True,
-            why="this bridge subscribed after the history's newest entry was recorded",
-        )
-    return Alignment(start=0, overlap=0)
+    return Alignment(
+        start=0,
+        overlap=0,
+        gap=True,
+        why=f"none of the {len(ring)} buffered update(s) matches the history's newest, and "
+        "the old bridge may have held updates published before this one subscribed",
+    )
 
 
-def _largest_match(ring: list[str], tail: list[str]) -> int:
-    """The largest ``j`` of :func:`align` (0 if none), in linear time."""
-    # j >= len(tail): the whole tail occurs in the ring, ending at j (its last occurrence).
-    if len(ring) >= len(tail):
+def _largest_match(ring: list[str], tail: list[str]) -> tuple[int, bool]:
+    """The largest ``j`` of :func:`align` (0 if none), in linear time, and whether a
+    smaller ``j`` matches too."""
+    found: list[int] = []
+    # j >= len(tail): the whole tail occurs in the ring, ending at j.
+    if tail and len(ring) >= len(tail):
         haystack = "," + ",".join(ring) + ","
-        found = haystack.rfind("," + ",".join(tail) + ",")
-        if found >= 0:
-            return haystack.count(",", 0, found + 1) - 1 + len(tail)
-    # j < len(tail): the longest prefix of the ring that is a suffix of the tail (KMP).
+        needle = "," + ",".join(tail) + ","
+        last = haystack.rfind(needle)
+        if last >= 0:
+            found.append(haystack.count(",", 0, last + 1) - 1 + len(tail))
+            if haystack.find(needle) != last:
+                return found[0], True
+    # j < len(tail): a prefix of the ring that is a suffix of the tail (KMP); every
+    # shorter one is on the failure chain of the longest.
     pattern = ring[: len(tail) - 1]
     failure = [0] * len(pattern)
     k = 0
@@ -185,4 +204,8 @@ def _largest_match(ring: list[str], tail: list[str]) -> int:
             k = failure[k - 1]
         if k < len(pattern) and item == pattern[k]:
             k += 1
-    return k
+    if k:
+        found.append(k)
+        if failure[k - 1]:
+            found.append(failure[k - 1])
+    return (found[0], len(found) > 1) if found else (0, False)

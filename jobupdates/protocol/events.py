@@ -5,6 +5,14 @@ Pure: no Django, asyncio or I/O. The bridge ``group_send``\\ s
 :meth:`JobUpdateEvent.from_event`, which raises :class:`MalformedEvent` (saying
 what it expected and what came) for an event no job update could come from. It
 is a channel-layer message, so ``type`` names the consumer's handler.
+
+Each recorded event also names the position recorded just before it
+(``prev``: the history's previous entry, whichever bridge or input wrote it),
+so a server process that missed one (a bridge died between recording and
+sending, a lost layer message) can tell, and fill the gap from the history
+(:mod:`jobupdates.protocol.sequence`). A *gap* event is not an update: the
+bridges recorded that updates were lost at its position, and its ``text`` is
+the ``reset`` frame every connection gets there.
 """
 
 from __future__ import annotations
@@ -37,12 +45,18 @@ class JobUpdateEvent:
         position: The update's position in the history; None if not recorded.
         received_at: When the bridge received it (Unix time), to time the
             delivery; None if unknown.
+        prev: The position recorded just before this one (``"0-0"`` for the
+            first); None if unknown (not recorded, or an older bridge).
+        gap: Whether this is a recorded gap, not an update: ``text`` is a
+            ``reset`` frame for every connection, whatever its jobs.
     """
 
     text: str
     job_id: str | None = None
     position: str | None = None
     received_at: float | None = None
+    prev: str | None = None
+    gap: bool = False
 
     def to_event(self) -> dict[str, Any]:
         """Return the channel-layer message (what the bridge ``group_send``\\ s)."""
@@ -52,6 +66,8 @@ class JobUpdateEvent:
             "job_id": self.job_id,
             "position": self.position,
             RECEIVED_AT: self.received_at,
+            "prev": self.prev,
+            "gap": self.gap,
         }
 
     @classmethod
@@ -63,8 +79,8 @@ class JobUpdateEvent:
 
         Raises:
             MalformedEvent: If ``type`` is not :data:`JOB_UPDATE_EVENT`, ``text``
-                is missing or not a str, or ``job_id`` or ``position`` is neither
-                a str nor absent.
+                is missing or not a str, ``job_id``, ``position`` or ``prev`` is
+                neither a str nor absent, or ``gap`` is neither a bool nor absent.
         """
         kind = event.get("type")
         if kind != JOB_UPDATE_EVENT:
@@ -85,10 +101,19 @@ class JobUpdateEvent:
         position = event.get("position")
         if position is not None and not isinstance(position, str):
             raise _not_a_str("position", position)
+        prev = event.get("prev")
+        if prev is not None and not isinstance(prev, str):
+            raise _not_a_str("prev", prev)
+        gap = event.get("gap", False)
+        if type(gap) is not bool:
+            raise MalformedEvent(
+                f"expected 'gap' of a {JOB_UPDATE_EVENT!r} event to be a bool or absent,"
+                f" got {loggable(gap)}"
+            )
         received_at = event.get(RECEIVED_AT)
         if type(received_at) is not float or not received_at > 0:  # the bridge sends floats
             received_at = _time_or_none(received_at)
-        return cls(text, job_id, position, received_at)
+        return cls(text, job_id, position, received_at, prev, gap)
 
 
 def _not_a_str(key: str, value: object) -> MalformedEvent:

@@ -16,6 +16,7 @@ import msgpack
 from jobupdates.protocol._json import describe, dumps
 from jobupdates.protocol.encodings import Encoding
 from jobupdates.protocol.jobs import JobIdError, normalize_job_id
+from jobupdates.protocol.positions import ResetReason
 
 MAX_CLIENT_FRAME_BYTES = 4096
 """The default largest client frame parsed; the client protocol only has small frames."""
@@ -237,9 +238,20 @@ def error_frame(code: ErrorCode, message: str) -> str:
     return dumps({"type": ServerMessageType.ERROR.value, "code": code.value, "message": message})
 
 
-def reset_frame(reason: str, message: str) -> str:
-    """Tell a resuming client that it missed updates it cannot get back."""
-    return dumps({"type": ServerMessageType.RESET.value, "reason": reason, "message": message})
+def reset_frame(reason: str, message: str, position: str | None = None) -> str:
+    """Tell a client that it missed updates it cannot get back; with the ``position``
+    of the gap the history recorded, if it is one (the client resumes after it)."""
+    frame = {"type": ServerMessageType.RESET.value, "reason": reason, "message": message}
+    if position is not None:
+        frame["position"] = position
+    return dumps(frame)
+
+
+def gap_frame(why: str, position: str) -> str:
+    """The ``reset`` every connection gets where the history records a gap: at
+    ``position``, updates the bridges accepted may be missing, because ``why``."""
+    message = f"updates may be missing here ({why}); reload the state"
+    return reset_frame(ResetReason.UPDATES_LOST.value, message, position)
 
 
 def subscriptions_frame(kind: ServerMessageType, job_ids: tuple[str, ...]) -> str:

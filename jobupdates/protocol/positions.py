@@ -45,6 +45,9 @@ class ResetReason(enum.StrEnum):
     """Redis did not answer while the server read the history."""
     GAP_NOT_COVERED = "gap_not_covered"
     """The server's subscription dropped and the history cannot prove it covers the gap."""
+    UPDATES_LOST = "updates_lost"
+    """The history records a gap at this position: a bridge took over without being able
+    to prove it held every update the old one had not recorded."""
 
 
 @dataclass(frozen=True, order=True, slots=True)

@@ -6,13 +6,14 @@ import json
 import zlib
 
 import msgpack
+from prometheus_client import REGISTRY
 
-from jobupdates.delivery.feed import Feed
+from jobupdates.delivery.feed import Feed, framing_label
 from jobupdates.history import ReplayEntry
 from jobupdates.protocol import JobUpdate
 from jobupdates.protocol.encodings import Encoding
 from jobupdates.protocol.positions import Position, ResetReason, with_position
-from jobupdates.protocol.wire import text_frame
+from jobupdates.protocol.wire import Framing, text_frame
 
 
 def entry(seq: int, job_id: str = "j") -> ReplayEntry:
@@ -232,6 +233,42 @@ async def test_feeds_of_one_framing_share_the_frame_built_for_the_first():
     assert a[0] == 0x80 | 0x40 | 0x2, "expected FIN, RSV1 and the binary opcode"
     inflated = zlib.decompressobj(-15).decompress(a[2:] + b"\x00\x00\xff\xff")
     assert msgpack.unpackb(inflated) == json.loads(message["text"])
+
+
+def frames_built() -> dict[str, float]:
+    """``jobupdates_frames_built_total`` of this process, per framing."""
+    return {
+        label: REGISTRY.get_sample_value("jobupdates_frames_built_total", {"framing": label}) or 0.0
+        for label in ("json", "json+deflate", "msgpack", "msgpack+deflate")
+    }
+
+
+async def test_each_frame_is_counted_once_when_built_never_per_connection():
+    def writer(frame: bytes) -> int:
+        return 0
+
+    feeds = [Feed(Socket(), write=writer, compressed=True) for _ in range(5)]
+    feeds += [Feed(Socket(), write=writer, encoding=Encoding.MSGPACK) for _ in range(3)]
+    feeds.append(Feed(Socket(), write=writer))  # plain JSON: the layer's frame, not built here
+    for feed in feeds:
+        await feed.go_live()
+    before = frames_built()
+    for seq in range(4):
+        message = framed_live(seq)
+        for feed in feeds:
+            assert await feed(message)
+    after = frames_built()
+    built = {label: after[label] - before[label] for label in after}
+    assert built == {"json": 0, "json+deflate": 4, "msgpack": 4, "msgpack+deflate": 0}
+
+
+def test_framing_labels():
+    assert [framing_label(Framing(b, c)) for b in (False, True) for c in (False, True)] == [
+        "json",
+        "json+deflate",
+        "msgpack",
+        "msgpack+deflate",
+    ]
 
 
 async def test_a_msgpack_feed_sends_everything_else_as_msgpack():

@@ -165,7 +165,7 @@ async def test_any_other_error_is_logged_with_its_traceback_and_the_loop_goes_on
             monkeypatch.undo()  # once
             raise RuntimeError("a bug")
 
-    monkeypatch.setattr("jobupdates.delivery.layers.counters", Broken())
+    monkeypatch.setattr("jobupdates.delivery.fanout.counters", Broken())
     sink = Recorder()
     await member(layer, sink)
     before = errors("unexpected")
@@ -191,6 +191,7 @@ def test_job_update_send_is_built_from_the_parsed_event():
         "text": "é",
         "job_id": "j",
         "position": "1-0",
+        "gap": False,
         "frame": text_frame("é".encode()),
     }
 

@@ -52,7 +52,7 @@ async def gap(redis_server, settings):
 
     async def publish(seq: int) -> None:
         frame = JobUpdate("j", "queued", {"seq": seq}).to_frame()
-        [position] = await history.append_many([("j", frame)])
+        [position] = (await history.append_many([("j", frame)])).positions
         text = with_position(frame, position)
         event = {"type": JOB_UPDATE_EVENT, "text": text, "job_id": "j", "position": position}
         await layer.group_send(GROUP, event)

@@ -7,7 +7,9 @@ PUBLISHed while it is away (the active bridge alone hears and records them),
 the standby subscribes again, then the active bridge is SIGKILLed. Its ring
 restarted when it re-subscribed, so it cannot prove it saw everything the dead
 bridge did not record: on taking over it must say so (the WARNING line,
-``gaps`` in ``/ws/stats``, ``jobupdates_bridge_gaps_total`` in ``/metrics``).
+``gaps`` in ``/ws/stats``, ``jobupdates_bridge_gaps_total`` in ``/metrics``),
+and record the gap, so that the connected client gets a ``reset``
+(``updates_lost``) at that point of its stream.
 """
 
 from __future__ import annotations
@@ -110,10 +112,15 @@ async def test_a_standby_that_was_disconnected_during_the_gap_reports_it(
     standby = start_bridge(standby_env, active=False)
     publisher = redis.Redis.from_url(stack.redis.url)
     received: list[int] = []
+    resets: list[tuple[int, dict]] = []
+    """Each reset with how many updates came before it."""
 
-    async def until(count: int) -> None:
-        while len(received) < count:
+    async def until(count: int, *, reset: bool = False) -> None:
+        while len(received) < count or (reset and not resets):
             frame = await recv_json(ws, timeout=30)
+            if frame["type"] == "reset":
+                resets.append((len(received), frame))
+                continue
             assert frame["job_id"] == "gap", frame
             received.append(frame["data"]["n"])
 
@@ -147,7 +154,7 @@ async def test_a_standby_that_was_disconnected_during_the_gap_reports_it(
             late = publish(sent, after)  # buffered by the standby only
             await asyncio.to_thread(standby.wait_for, r"is now the active bridge", after=mark)
             gap = await asyncio.to_thread(standby.wait_for, GAP, after=mark)
-            await until(sent + after)
+            await until(sent + after, reset=True)
 
             document: dict = {}
 
@@ -180,3 +187,9 @@ async def test_a_standby_that_was_disconnected_during_the_gap_reports_it(
     assert document["bridge"]["gaps"] >= 1
     assert any(str(standby.popen.pid) in name and float(value) >= 1 for name, value in series)
     assert received == list(range(sent + after)), "expected every update once, in order"
+    [(before_reset, reset)] = resets
+    assert (before_reset, reset["reason"]) == (sent, "updates_lost"), (
+        "expected the gap's reset in the stream where it was recorded: after what the dead "
+        "bridge recorded, before what the standby forwarded"
+    )
+    assert re.fullmatch(r"\d+-\d+", reset["position"]), reset

@@ -14,7 +14,7 @@ from harness.updates import CHANNEL, STREAM
 from jobupdates.history import History
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
-from jobupdates.ingest.durable import GROUP, DurableIngest
+from jobupdates.ingest.durable import BLOCK_SECONDS, GROUP
 from jobupdates.protocol import JobUpdate, RejectReason
 from tests.ingest.conftest import HISTORY, make_history
 
@@ -32,17 +32,17 @@ async def history(redis_server):
     await client.aclose()
 
 
-def make_bridge(url: str, layer, history: History, *, block_seconds: float | None = None):
-    options = BridgeOptions(redis_url=url, channel=CHANNEL, group=LAYER_GROUP, ingest_stream=STREAM)
-    bridge = Bridge(
+def make_bridge(url: str, layer, history: History, *, block_seconds: float = BLOCK_SECONDS):
+    options = BridgeOptions(
+        redis_url=url,
+        channel=CHANNEL,
+        group=LAYER_GROUP,
+        ingest_stream=STREAM,
+        durable_block_seconds=block_seconds,
+    )
+    return Bridge(
         options, layer=layer, delays=functools.partial(backoff, 0.05, 0.2), history=history
     )
-    if block_seconds is not None:
-        assert bridge.durable is not None
-        bridge.durable = DurableIngest(
-            bridge, stream=STREAM, consumer=bridge.durable.consumer, block_seconds=block_seconds
-        )
-    return bridge
 
 
 async def start(bridge: Bridge) -> asyncio.Task[None]:

@@ -8,14 +8,14 @@ import json
 
 import redis.asyncio as aioredis
 
-from jobupdates.ingest.forwarder import Forwarder
+from jobupdates.ingest.forwarder import Batch, Forwarder, Outcome
 from jobupdates.protocol import JobUpdate
 from tests.ingest.conftest import GROUP, HISTORY, make_history
 
 
-def batch(*job_ids: str) -> list[tuple[JobUpdate, str]]:
+def batch(*job_ids: str) -> Batch:
     updates = [JobUpdate(job_id, "queued", None) for job_id in job_ids]
-    return [(update, update.to_frame()) for update in updates]
+    return Batch([(update, update.to_frame()) for update in updates], received_at=1.0)
 
 
 async def test_a_batch_after_redis_lost_the_last_one_recorded_marks_the_loss(redis_server, member):
@@ -28,12 +28,12 @@ async def test_a_batch_after_redis_lost_the_last_one_recorded_marks_the_loss(red
         delays=lambda: itertools.repeat(0.01),
         stopping=asyncio.Event(),
     )
-    assert await forwarder.forward(batch("a", "b"), received_at=0.0)
+    assert await forwarder.forward(batch("a", "b")) is Outcome.SENT
     last = forwarder.last_recorded
     assert last is not None
     assert await client.get(HISTORY + ":lost") is None
     await client.delete(HISTORY)  # Redis came back without its newest writes
-    assert await forwarder.forward(batch("c"), received_at=0.0)
+    assert await forwarder.forward(batch("c")) is Outcome.SENT
     assert (await client.get(HISTORY + ":lost")).decode() == last
     assert forwarder.last_recorded != last
     received = [await layer.receive(channel) for _ in range(3)]

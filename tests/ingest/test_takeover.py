@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from harness.updates import CHANNEL
 from jobupdates.ingest.backoff import backoff
 from jobupdates.ingest.bridge import Bridge, BridgeOptions
+from jobupdates.ingest.forwarder import Outcome
 from jobupdates.ingest.leadership import Lease, Role
 from jobupdates.protocol import parse_job_update
 from jobupdates.protocol.alignment import digest
@@ -68,6 +69,9 @@ async def take_over(bridge: Bridge, sync: redis.Redis) -> None:
 def recorded(sync: redis.Redis) -> list[tuple[str, int]]:
     rows = []
     for _, fields in sync.xrange(HISTORY):
+        if b"g" in fields:
+            rows.append(("gap", -1))
+            continue
         frame = json.loads(fields[b"f"])
         assert set(frame) == {"type", "job_id", "status", "data"}, "expected the frame unchanged"
         rows.append((frame["job_id"], frame["data"]["n"]))
@@ -75,10 +79,17 @@ def recorded(sync: redis.Redis) -> list[tuple[str, int]]:
 
 
 async def sent(layer, channel, count: int) -> list[tuple[str, int]]:
+    """What the layer got, in order: ``(job, n)`` per update, ``("gap", -1)`` per recorded gap."""
     found = []
     for _ in range(count):
-        frame = json.loads((await asyncio.wait_for(layer.receive(channel), 5))["text"])
-        found.append((frame["job_id"], frame["data"]["n"]))
+        event = await asyncio.wait_for(layer.receive(channel), 5)
+        frame = json.loads(event["text"])
+        if event["gap"]:
+            assert (frame["type"], frame["reason"]) == ("reset", "updates_lost"), frame
+            assert frame["position"] == event["position"]
+            found.append(("gap", -1))
+        else:
+            found.append((frame["job_id"], frame["data"]["n"]))
     return found
 
 
@@ -118,10 +129,10 @@ async def test_an_idle_takeover_forwards_the_ring_without_waiting_for_a_new_mess
     await bridge.handle_many([payload("gap", n) for n in range(5)])
     await old_bridge_records(client, [payload("gap", n) for n in range(2)])
     await take_over(bridge, sync)
-    assert bridge.takeover.pending
-    assert await bridge.takeover.run()
+    assert bridge.unaligned
+    assert await bridge.align() is Outcome.SENT
     assert await sent(layer, channel, 3) == [("gap", n) for n in range(2, 5)]
-    assert not bridge.takeover.pending
+    assert not bridge.unaligned
     assert recorded(sync) == [("gap", n) for n in range(5)]
 
 
@@ -132,8 +143,8 @@ async def test_a_ring_shorter_than_the_gap_reports_it(redis_server, client, sync
     await old_bridge_records(client, [payload("gap", 0)])  # 1 and 2 are lost
     await take_over(bridge, sync)
     with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
-        assert await bridge.takeover.run()
-    assert await sent(layer, channel, 3) == [("gap", n) for n in range(3, 6)]
+        assert await bridge.align() is Outcome.SENT
+    assert await sent(layer, channel, 4) == [("gap", -1)] + [("gap", n) for n in range(3, 6)]
     assert bridge.stats.gaps == 1
     assert any("may be lost" in r.getMessage() for r in caplog.records), caplog.text
 
@@ -151,7 +162,7 @@ async def test_an_active_bridge_records_each_payloads_digest(redis_server, clien
     [(_, fields)] = sync.xrange(HISTORY)
     assert fields[b"d"].decode() == digest(body)
     assert [entry.digest for entry in bridge.takeover.ring] == [digest(body)]
-    assert not bridge.takeover.pending
+    assert not bridge.unaligned
 
 
 async def test_a_standby_that_resubscribed_after_the_newest_entry_reports_the_gap(
@@ -165,7 +176,7 @@ async def test_a_standby_that_resubscribed_after_the_newest_entry_reports_the_ga
     await bridge.handle_many([payload("after", 0)])
     await take_over(bridge, sync)
     with caplog.at_level(logging.WARNING, logger="jobupdates.ingest.bridge"):
-        assert await bridge.takeover.run()
-    assert await sent(layer, channel, 1) == [("after", 0)]
+        assert await bridge.align() is Outcome.SENT
+    assert await sent(layer, channel, 2) == [("gap", -1), ("after", 0)]
     assert bridge.stats.gaps == 1
     assert any("may be lost" in r.getMessage() for r in caplog.records), caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobupdates.protocol.alignment import Ring, align, digest
+from jobupdates.protocol.alignment import Alignment, Ring, align, digest
 
 
 def test_a_digest_is_short_hex_and_tells_payloads_apart():
@@ -30,15 +30,25 @@ def test_the_ring_aligns_on_the_histories_newest_entries(ring, tail, start):
 
 def test_repeated_identical_payloads_align_on_the_sequence_not_a_set():
     # the old bridge recorded two of three identical updates: one is left
-    assert align(list("xaaa"), list("qxaa")).start == 3
-    assert align(list("aaa"), list("qaa")).start == 2
-    assert align(list("aaa"), list("aaa")).start == 3
+    assert align(list("xaaa"), list("qxaa")) == Alignment(start=3, overlap=3)
     assert align(list("aba"), list("xab")).start == 2  # not 3: "a" alone is not the tail's end
 
 
-def test_an_empty_history_takes_the_whole_ring_without_a_gap():
-    alignment = align(list("abc"), [])
-    assert (alignment.start, alignment.gap) == (0, False)
+@pytest.mark.parametrize(
+    ("ring", "tail", "start"),
+    [("aaa", "qaa", 2), ("aaa", "aaa", 3), ("abab", "abab", 4)],
+)
+def test_a_run_of_identical_payloads_that_matches_twice_is_a_gap_never_a_repeat(ring, tail, start):
+    # "aaa" after "qaa": the ring's first "a" may be the tail's second or its third;
+    # the largest match forwards nothing twice, and the gap says one may be lost
+    alignment = align(list(ring), list(tail))
+    assert (alignment.start, alignment.gap) == (start, True)
+    assert "more than one place" in alignment.why
+
+
+def test_a_ring_that_nothing_was_recorded_of_is_forwarded_whole():
+    assert align(list("abc"), [], covered=True) == Alignment(start=0, overlap=0)
+    assert align(list("def"), list("abc"), covered=True) == Alignment(start=0, overlap=0)
 
 
 def test_nothing_recorded_of_an_overlapping_ring_is_no_gap():
@@ -46,17 +56,19 @@ def test_nothing_recorded_of_an_overlapping_ring_is_no_gap():
     assert (alignment.start, alignment.overlap, alignment.gap) == (1, 1, False)
 
 
-def test_a_ring_that_does_not_reach_the_histories_newest_entry_reports_a_gap():
-    # the ring overflowed, or the standby was disconnected: "x" and what follows are missing
-    alignment = align(list("def"), list("abc"))
+@pytest.mark.parametrize(("ring", "tail"), [("def", "abc"), ("", "abc"), ("abc", ""), ("", "")])
+def test_a_ring_that_cannot_show_it_covers_the_old_bridges_gap_reports_one(ring, tail):
+    # the ring overflowed, or the standby subscribed late: "x" and what follows are missing
+    alignment = align(list(ring), list(tail), covered=False)
     assert (alignment.start, alignment.gap) == (0, True)
-    assert "none of the 3" in alignment.why
+    assert f"none of the {len(ring)}" in alignment.why
 
 
-def test_an_empty_ring_reports_a_gap_only_if_it_subscribed_after_the_newest_entry():
-    assert align([], list("abc"), since=20.0, newest_at=10.0).gap
-    assert not align([], list("abc"), since=5.0, newest_at=10.0).gap
-    assert not align([], [], since=20.0, newest_at=None).gap
+def test_a_hole_in_the_history_is_a_gap_and_what_it_holds_is_not_forwarded_again():
+    # the old bridge missed "b" but recorded "c": "b" cannot come before "c" any more
+    alignment = align(list("abcd"), list("xac"), covered=True)
+    assert (alignment.start, alignment.gap) == (3, True)
+    assert "skipped" in alignment.why
 
 
 def test_the_ring_is_bounded_in_count_and_age_but_keeps_its_newest_entry():

@@ -23,6 +23,8 @@ from jobupdates.protocol.reports import BridgeReport, BridgeState, MalformedRepo
     "update",
     [
         JobUpdateEvent('{"type":"job_update"}', "j-1", "1732570000000-0", 1732570000.5),
+        JobUpdateEvent('{"type":"job_update"}', "j-1", "1732570000000-1", 5.0, "1732570000000-0"),
+        JobUpdateEvent('{"type":"reset"}', None, "1732570000000-2", None, "1-0", gap=True),
         JobUpdateEvent('{"type":"job_update"}'),  # not recorded, no receipt time
     ],
 )
@@ -33,14 +35,21 @@ def test_event_round_trips(update):
 
 
 def test_event_is_what_the_bridge_sends():
-    event = JobUpdateEvent("t", "j", "1-0", 5.0).to_event()
+    event = JobUpdateEvent("t", "j", "1-1", 5.0, "1-0").to_event()
     assert event == {
         "type": "job.update",
         "text": "t",
         "job_id": "j",
-        "position": "1-0",
+        "position": "1-1",
         RECEIVED_AT: 5.0,
+        "prev": "1-0",
+        "gap": False,
     }
+
+
+def test_an_event_from_an_older_bridge_has_no_predecessor_and_is_no_gap():
+    event = {"type": JOB_UPDATE_EVENT, "text": "t", "job_id": "j", "position": "1-0"}
+    assert JobUpdateEvent.from_event(event) == JobUpdateEvent("t", "j", "1-0", prev=None, gap=False)
 
 
 def test_event_fields_other_than_text_may_be_absent_and_unknown_keys_are_ignored():
@@ -76,6 +85,14 @@ def test_event_fields_other_than_text_may_be_absent_and_unknown_keys_are_ignored
         (
             {"type": JOB_UPDATE_EVENT, "text": "t", "position": 7},
             "expected 'position' of a 'job.update' event to be a str or absent, got 7",
+        ),
+        (
+            {"type": JOB_UPDATE_EVENT, "text": "t", "prev": 7},
+            "expected 'prev' of a 'job.update' event to be a str or absent, got 7",
+        ),
+        (
+            {"type": JOB_UPDATE_EVENT, "text": "t", "gap": 1},
+            "expected 'gap' of a 'job.update' event to be a bool or absent, got 1",
         ),
     ],
 )
