@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-django6 lint install system-deps clean
+.PHONY: run test test-django6 lint install system-deps clean chaos
 
 # Debian packages some tests need (nginx in front of Daphne, Chromium
 # for the browser tests, promtool from prometheus for the alert rules). Installed
@@ -68,9 +68,11 @@ test: lint system-deps
 	test $$status = 0 && test $$status6 = 0
 
 ## test-django6: the unit and end-to-end suites on Python 3.13 with Django 6.1 (all but
-## what runs once, on the first: the browser tests and the benchmarks' smoke runs); without
-## python3.13 they are skipped with a loud message, except under CI (CI set), where that fails
-ONCE := --ignore=tests/browser --ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_compression.py
+## what runs once, on the first: the browser tests, the benchmarks' smoke runs and the chaos
+## run); without python3.13 they are skipped with a loud message, except under CI (CI set),
+## where that fails
+ONCE := --ignore=tests/browser --ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_compression.py \
+	--ignore=tests/e2e/test_chaos.py
 test-django6:
 	@if ! $(PY313) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
 		if [ -n "$$CI" ]; then echo "python3.13 not found: CI runs the Django 6.1 suite on it" >&2; exit 1; fi; \
@@ -89,3 +91,11 @@ clean:
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+## chaos: a randomized fault run (harness/chaos/): two bridges, two servers, a persistent Redis,
+## 40 resuming clients, a nemesis; fails on any loss, duplicate, reorder or position regression;
+## every process's log in chaos-runs/<seed>-<timestamp>/. `make chaos DURATION=600 SEED=1`
+DURATION ?= 60
+SEED ?= 1
+chaos: install
+	$(PY) -m harness.chaos --duration $(DURATION) --seed $(SEED)
