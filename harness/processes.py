@@ -99,10 +99,11 @@ class Process:
                     )
                 self._changed.wait(min(left, 0.5))
 
-    def matching(self, pattern: str) -> list[str]:
+    def matching(self, pattern: str, *, after: int = 0) -> list[str]:
+        """The lines at index >= ``after`` that match ``pattern``."""
         regex = re.compile(pattern)
         with self._changed:
-            return [line for line in self.lines if regex.search(line)]
+            return [line for line in self.lines[after:] if regex.search(line)]
 
     def output(self) -> str:
         with self._changed:

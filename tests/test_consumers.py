@@ -22,6 +22,7 @@ from jobupdates.access.middleware import AUTH_ERROR, ORIGIN_OK
 from jobupdates.consumers import JobUpdatesConsumer
 from jobupdates.history import History
 from jobupdates.protocol import JOB_UPDATE_EVENT, JobUpdate
+from jobupdates.protocol.positions import with_position
 
 GROUP = "jobupdates.all"
 
@@ -324,6 +325,36 @@ async def test_since_replays_what_was_missed_before_live_updates(staff, history_
     assert all(f["type"] == "job_update" and f["position"] for f in replayed)
     frame = await send_update("d")
     assert await comm.receive_from() == frame
+    await comm.disconnect()
+
+
+async def test_with_another_layer_each_connection_keeps_the_historys_order(staff, history_redis):
+    """The ordinary path (a layer other than the fast one): a copy of an update is
+    dropped, and one named as the predecessor but never received is read first."""
+    client = aioredis.Redis.from_url(history_redis.url)
+    history = History.from_conf(client)
+    frames = [JobUpdate(job, "queued").to_frame() for job in ("a", "b", "c")]
+    appended = await history.append_many([(j, f) for j, f in zip("abc", frames, strict=True)])
+    await client.aclose()
+    a, b, c = appended.positions
+    comm = await connected(staff, f"since={a}")
+    assert [(await comm.receive_json_from())["job_id"] for _ in range(2)] == ["b", "c"]
+
+    async def event(job_id: str, position: str, prev: str) -> None:
+        frame = with_position(JobUpdate(job_id, "queued").to_frame(), position)
+        message = {"type": JOB_UPDATE_EVENT, "text": frame, "job_id": job_id}
+        await get_channel_layer().group_send(GROUP, {**message, "position": position, "prev": prev})
+
+    await event("c", c, b)  # published after the replay read it: dropped
+    client = aioredis.Redis.from_url(history_redis.url)
+    later = await History.from_conf(client).append_many(
+        [(job, JobUpdate(job, "queued").to_frame()) for job in ("d", "e")]
+    )
+    await client.aclose()
+    d, e = later.positions
+    await event("e", e, d)  # "d" was recorded, never sent: read from the history first
+    assert [(await comm.receive_json_from())["job_id"] for _ in range(2)] == ["d", "e"]
+    assert await comm.receive_nothing()
     await comm.disconnect()
 
 

@@ -32,6 +32,7 @@ DOCUMENTS = [
     "docs/deployment.md",
     "docs/configuration.md",
     "docs/troubleshooting.md",
+    "docs/reliability.md",
     "docker/README.md",
     "CHANGELOG.md",
 ]

@@ -17,6 +17,7 @@ connection.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -27,9 +28,10 @@ from redis.exceptions import RedisError
 
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.mailboxes import Slot
-from jobupdates.delivery.resync import missed, resume_after
+from jobupdates.delivery.resync import ORIGIN, missed, resume_after
 from jobupdates.history import History
 from jobupdates.monitoring.deliveries import counters
+from jobupdates.monitoring.metrics import DUPLICATES_DROPPED, UPDATES_FILLED
 from jobupdates.protocol.events import JobUpdateEvent
 from jobupdates.protocol.frames import reset_frame
 from jobupdates.protocol.logs import loggable
@@ -56,6 +58,10 @@ send it (filtered out), anything else if it did."""
 SINK_FAILED_EVENT = "jobupdates.sink_failed"
 """Event the layer puts on a channel whose sink raised: ``{"type": ..., "reason": str}``.
 The consumer closes that connection (1011); the sink is already detached."""
+
+READ_PATIENCE_SECONDS = 10.0
+"""How long a process asks the history again for what it missed (a Redis loading its
+data after a restart answers ``LOADING``) before it tells its connections ``reset``."""
 
 RESET_MESSAGES = {
     ResetReason.GAP_NOT_COVERED: "updates may have been missed; reload the state",
@@ -174,7 +180,7 @@ class InOrder:
             )
             self.sequencer.last = None
             return
-        self.sequencer.last = newest or Position(0, 0)
+        self.sequencer.last = newest or ORIGIN
 
     async def receive(self, update: JobUpdateEvent, data: bytes | None = None) -> bool:
         """Deliver one event, after what was missed before it; False if it was dropped."""
@@ -189,6 +195,7 @@ class InOrder:
         verdict = self.sequencer.admit(position, prev)
         if verdict is Verdict.DUPLICATE:
             self.duplicates += 1
+            DUPLICATES_DROPPED.inc()
             logger.debug("%s: dropped %s, not newer than %s", self.name, position, prev)
             return False
         last = self.sequencer.last
@@ -220,26 +227,43 @@ class InOrder:
         logger.info("replayed the subscription gap: %d updates", self.filled - before)
 
     async def catch_up(self, after: Position, upto: Position | None) -> None:
-        """Deliver what was recorded after ``after`` (up to ``upto``), or a reset."""
-        try:
-            async for item in missed(self.history(), after, upto):
-                if isinstance(item, ResetReason):
-                    await self._reset(item)
-                    continue
-                update = JobUpdateEvent(
-                    item.frame, item.job_id or None, str(item.position), gap=item.gap
-                )
-                await self.deliver(update, None)
-                self.sequencer.delivered(item.position)
-                self.filled += 1
-        except (RedisError, OSError) as exc:
-            logger.warning(
-                "%s: cannot read what was missed from the history (%s: %s)",
-                self.name,
-                type(exc).__name__,
-                exc,
-            )
-            await self._reset(ResetReason.HISTORY_UNAVAILABLE)
+        """Deliver what was recorded after ``after`` (up to ``upto``), or a reset.
+
+        A Redis that cannot answer yet (still loading its append-only file after a
+        restart, or reconnecting) is asked again, from what was delivered last, for
+        up to :data:`READ_PATIENCE_SECONDS`; then every connection gets a reset
+        (``history_unavailable``).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_PATIENCE_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                async for item in missed(self.history(), after, upto):
+                    if isinstance(item, ResetReason):
+                        await self._reset(item)
+                        continue
+                    update = JobUpdateEvent(
+                        item.frame, item.job_id or None, str(item.position), gap=item.gap
+                    )
+                    await self.deliver(update, None)
+                    self.sequencer.delivered(item.position)
+                    after = item.position
+                    self.filled += 1
+                    UPDATES_FILLED.inc()
+                return
+            except (RedisError, OSError) as exc:
+                if loop.time() >= deadline:
+                    logger.warning(
+                        "%s: cannot read what was missed from the history (%s: %s)",
+                        self.name,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    await self._reset(ResetReason.HISTORY_UNAVAILABLE)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
 
     async def _reset(self, reason: ResetReason) -> None:
         """Tell every connection, in stream order, that it may have missed updates."""

@@ -27,11 +27,14 @@ from contextlib import aclosing
 from jobupdates.history import History, ReplayEntry
 from jobupdates.protocol.positions import Position, ResetReason
 
-__all__ = ["GAP_MARGIN_SECONDS", "Plan", "missed", "plan_resync", "resume_after"]
+__all__ = ["GAP_MARGIN_SECONDS", "ORIGIN", "Plan", "missed", "plan_resync", "resume_after"]
 
 GAP_MARGIN_SECONDS = 2.0
 """How far before a detected loss of the subscription the replay starts (clock skew,
 read latency), when the process had delivered nothing later."""
+ORIGIN = Position(0, 0)
+"""Before every position (Redis's first stream ID is ``0-1``): where a process whose
+history was empty when it subscribed starts; it has missed nothing before."""
 
 
 class Plan(enum.Enum):
@@ -53,7 +56,10 @@ def plan_resync(start: Position, oldest: Position | None, newest: Position | Non
     A history that begins after ``start`` began during the gap: Redis lost its
     data (restarted without persistence) and holds only updates recorded since,
     which the process has not delivered. Those are replayed after the ``reset``.
+    From :data:`ORIGIN`, everything the history holds is replayed: nothing came before.
     """
+    if start == ORIGIN:
+        return Plan.REPLAY
     if oldest is None or newest is None or start > newest:
         return Plan.RESET
     if start < oldest:
@@ -84,7 +90,7 @@ async def missed(
         yield ResetReason.GAP_NOT_COVERED
         if plan is Plan.RESET:
             return
-    start = after if plan is Plan.REPLAY else None
+    start = after if plan is Plan.REPLAY and after != ORIGIN else None
     async with aclosing(history.pages(start)) as pages:
         async for page in pages:
             if page.reset is not None:  # trimmed while reading

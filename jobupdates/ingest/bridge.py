@@ -355,9 +355,9 @@ class Bridge:
         digests: list[str] = []
         keep = self.role is Role.ACTIVE  # one dead letter per message, not one per bridge
         for payload in payloads:
-            update = await self.intake.accept(payload, received_at, keep=keep)
-            if update is not None:
-                batch.append((update, update.to_frame()))
+            accepted = await self.intake.accept(payload, received_at, keep=keep)
+            if accepted is not None:
+                batch.append(accepted)
                 digests.append(digest(payload))
         if not batch:
             return 0

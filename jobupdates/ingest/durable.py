@@ -239,11 +239,11 @@ class DurableIngest:
                 self.stats.rejected += 1
                 await intake.reject(missing, b"", received_at, keep=True)
                 continue
-            update = await intake.accept(payload, received_at, keep=True)
-            if update is None:
+            accepted = await intake.accept(payload, received_at, keep=True)
+            if accepted is None:
                 self.stats.rejected += 1
                 continue
-            batch.append((update, update.to_frame()))
+            batch.append(accepted)
             ids.append(entry_id)
         if batch:
             outcome = await intake.forward(Batch(batch, received_at, ingest_ids=ids))

@@ -6,8 +6,10 @@ it forwards on a takeover (:mod:`jobupdates.ingest.takeover`). They run as
 separate tasks; :class:`Intake` is what they share, so that none of them reaches
 into another:
 
-* :meth:`Intake.accept` validates one payload once; a rejection is counted,
-  logged (throttled) and kept as a dead letter (:mod:`jobupdates.ingest.rejections`);
+* :meth:`Intake.accept` validates one payload and encodes its frame, once; a
+  rejection (``unencodable`` included) is counted,
+  logged (throttled) and kept as a dead letter
+  (:mod:`jobupdates.ingest.rejections`);
 * :meth:`Intake.forward` records a batch and sends it with no other batch in
   between (one lock), so positions grow in the order every server process
   receives them; it counts what it forwarded, once, for every input; and a
@@ -59,6 +61,8 @@ class Intake:
         self.max_payload_bytes = max_payload_bytes
         self.fence = fence
         self.on_fenced = on_fenced
+        self.waiting = 0
+        """Batches waiting for their turn (another batch is being recorded and sent)."""
         self._lock = asyncio.Lock()
 
     def received(self, count: int) -> float:
@@ -68,13 +72,16 @@ class Intake:
         self.stats.last_message_at = now
         return now
 
-    async def accept(self, payload: bytes, received_at: float, *, keep: bool) -> JobUpdate | None:
-        """Parse one payload; on a rejection, count it and hand it to the rejections
-        (kept as a dead letter if ``keep``) and return None."""
+    async def accept(
+        self, payload: bytes, received_at: float, *, keep: bool
+    ) -> tuple[JobUpdate, str] | None:
+        """Parse one payload and encode its client frame, once; on a rejection, count it
+        and hand it to the rejections (kept as a dead letter if ``keep``) and return None."""
         try:
-            return parse_job_update(
+            update = parse_job_update(
                 payload, statuses=self.statuses, max_bytes=self.max_payload_bytes
             )
+            return update, update.to_frame()
         except InvalidJobUpdate as exc:
             await self.reject(exc, payload, received_at, keep=keep)
             return None
@@ -88,8 +95,15 @@ class Intake:
 
     async def forward(self, batch: Batch) -> Outcome:
         """Record and send ``batch``, with no other batch in between; count it if sent."""
-        async with self._lock:
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             outcome = await self.forwarder.forward(batch, self.fence())
+        finally:
+            self._lock.release()
         if outcome is Outcome.SENT:
             stats = self.stats
             stats.forwarded += len(batch.updates)

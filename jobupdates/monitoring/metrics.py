@@ -83,6 +83,17 @@ FRAMES_BUILT = Counter(
     " of clients (jobupdates.delivery.feed.framed).",
     ["framing"],
 )
+UPDATES_FILLED = Counter(
+    "jobupdates_updates_filled",
+    "Updates a server process read from the history because it missed them live: an"
+    " update named a predecessor it never received, or its subscription came back"
+    " (jobupdates.delivery.fanout).",
+)
+DUPLICATES_DROPPED = Counter(
+    "jobupdates_duplicate_updates_dropped",
+    "Layer events a server process dropped because their position was not newer than"
+    " the last it delivered (a copy re-sent, or one that came after its fill).",
+)
 REDIS_RECONNECTS = Counter(
     "jobupdates_redis_reconnects",
     "Failed Redis calls after which the component reconnects.",

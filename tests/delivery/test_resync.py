@@ -30,6 +30,8 @@ P = Position
         (P(10, 0), P(1, 0), P(9, 0), Plan.RESET),  # behind the point: positions went back
         (P(5, 0), P(6, 0), P(9, 0), Plan.RESET_THEN_ALL),  # began after the point
         (P(5, 1), P(5, 2), P(5, 2), Plan.RESET_THEN_ALL),
+        (P(0, 0), P(5, 2), P(9, 0), Plan.REPLAY),  # the history was empty: nothing before
+        (P(0, 0), None, None, Plan.REPLAY),
     ],
 )
 def test_plan_resync(start, oldest, newest, plan):

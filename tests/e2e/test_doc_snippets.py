@@ -115,7 +115,12 @@ class Rule:
 
 
 RULES = [
-    Rule(r"^make (run|test|bench)\b", "skip", "long-running", lambda c: makefile_has(c.split()[1])),
+    Rule(
+        r"^make (run|test|bench|chaos)\b",
+        "skip",
+        "long-running (a 60 s make chaos runs in tests/e2e/test_chaos.py)",
+        lambda c: makefile_has(c.split()[1]),
+    ),
     Rule(
         r"^\.venv/bin/python -m benchmarks --targets ", "skip", "long-running", benchmark_args_parse
     ),

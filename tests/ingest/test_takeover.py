@@ -180,3 +180,62 @@ async def test_a_standby_that_resubscribed_after_the_newest_entry_reports_the_ga
     assert await sent(layer, channel, 2) == [("gap", -1), ("after", 0)]
     assert bridge.stats.gaps == 1
     assert any("may be lost" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_durable_entries_between_the_recorded_ones_do_not_misalign_the_ring(
+    redis_server, client, sync, member
+):
+    """The tail holds the other input's entries too (no digest): they are skipped."""
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    gap = [payload("gap", n) for n in range(6)]
+    await bridge.handle_many(gap)
+    history = make_history(client)
+    for n in range(3):
+        await old_bridge_records(client, gap[n : n + 1])
+        update = parse_job_update(payload("durable", n))
+        await history.append_many([(update.job_id, update.to_frame())], [f"{n + 1}-0"])
+    await take_over(bridge, sync)
+    assert await bridge.align() is Outcome.SENT
+    assert await sent(layer, channel, 3) == [("gap", n) for n in range(3, 6)]
+    assert bridge.stats.gaps == 0
+
+
+async def test_what_came_before_a_recorded_gap_is_not_aligned_with(
+    redis_server, client, sync, member
+):
+    """A gap recorded in the history breaks the run of recorded digests: the ring is
+    aligned with what was recorded after it only."""
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    ring = [payload("ring", n) for n in range(4)]
+    await bridge.handle_many(ring)
+    await old_bridge_records(client, ring[:1])
+    await make_history(client).append_many([], gap="an earlier takeover's")
+    await old_bridge_records(client, ring[1:2])
+    await take_over(bridge, sync)
+    assert await bridge.align() is Outcome.SENT
+    assert await sent(layer, channel, 2) == [("ring", 2), ("ring", 3)]
+
+
+async def test_a_bridge_that_was_active_aligns_with_what_it_recorded_itself(
+    redis_server, client, sync, member
+):
+    """Active, then deposed (the lease moved on while it was away), then active again:
+    its ring holds its own recorded digests, then what it buffered as a standby."""
+    layer, channel = member
+    bridge = await standby(redis_server.url, client, layer, sync)
+    await take_over(bridge, sync)
+    assert await bridge.align() is Outcome.SENT
+    await bridge.handle_many([payload("mine", n) for n in range(3)])  # recorded by it
+    assert await sent(layer, channel, 3) == [("mine", n) for n in range(3)]
+    assert bridge.election is not None
+    sync.set(LEASE, "other", px=60_000)
+    await bridge.election.check()  # deposed: another bridge holds the lease now
+    later = [payload("later", n) for n in range(4)]
+    await bridge.handle_many(later)  # buffered as a standby
+    await old_bridge_records(client, later[:2])  # the other one recorded two, then died
+    await take_over(bridge, sync)
+    assert await bridge.align() is Outcome.SENT
+    assert await sent(layer, channel, 2) == [("later", 2), ("later", 3)]
+    assert bridge.stats.gaps == 0

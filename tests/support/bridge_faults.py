@@ -179,14 +179,19 @@ class Steady(threading.Thread):
         self.rate = rate
         self.batch = batch
         self.halt = threading.Event()
+        self.error: Exception | None = None
+        """What stopped the worker, if it failed."""
 
     def run(self) -> None:
         started = time.monotonic()
         sent = 0
-        while not self.halt.is_set():
-            self.worker.publish(self.batch)
-            sent += self.batch
-            self.halt.wait(max(0.0, started + sent / self.rate - time.monotonic()))
+        try:
+            while not self.halt.is_set():
+                self.worker.publish(self.batch)
+                sent += self.batch
+                self.halt.wait(max(0.0, started + sent / self.rate - time.monotonic()))
+        except Exception as exc:  # kept for the test to report, not lost on stderr
+            self.error = exc
 
     def finish(self) -> None:
         self.halt.set()
