@@ -20,8 +20,9 @@
  *   server spread over the others;
  * - resumes: it remembers the `position` of the last update it saw and
  *   reconnects with `?since=<position>`, so the server replays what it missed;
- *   when the server answers `reset` (position too old), it emits `reset`:
- *   throw away your job table and rebuild it from what follows;
+ *   when the server answers `reset` (position too old, or a gap the server
+ *   recorded), it emits `reset`: throw away your job table and rebuild it
+ *   from what follows;
  * - sends an application-level `ping` every `heartbeatInterval` ms and treats
  *   a connection on which nothing arrives within `heartbeatTimeout` ms of a
  *   ping as dead, so a half-open connection is replaced within
@@ -548,7 +549,9 @@
    *   `Number.MAX_SAFE_INTEGER` are `BigInt`s;
    * - `job_state`: `{type, job_id, status, data, position?}`, a job's latest
    *   state, sent when you subscribe to it;
-   * - `reset`: `{type, reason}`: the position was unknown; clear your state;
+   * - `reset`: `{type, reason, message, position?}`: updates were missed (the
+   *   position was unknown, or the server recorded a gap: `updates_lost`);
+   *   clear your state and rebuild it from what follows;
    * - `subscribed` / `unsubscribed`: `{type, job_ids}`, acknowledgements;
    * - `pong`: `{type}`;
    * - `error`: `{type, code, message}`, an error frame from the server, or the
