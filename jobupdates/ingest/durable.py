@@ -166,21 +166,14 @@ class DurableIngest:
                 break
         if not pending:
             return
-        pending.sort(key=lambda entry: tuple(int(part) for part in entry[0].split("-")))
-        history = self.history
-        recorded = await history.ingested_since(pending[0][0]) if history is not None else set()
-        done = [entry_id for entry_id, _ in pending if entry_id in recorded]
-        rest = [entry for entry in pending if entry[0] not in recorded]
         self.stats.recoveries += 1
-        self.stats.already_recorded += len(done)
+        rest = await self._unrecorded(client, pending)
         logger.info(
-            "durable ingest: %d pending entr(ies) on takeover: %d already recorded, %d to forward",
+            "durable ingest: %d pending entr(ies) taken over: %d already recorded, %d to forward",
             len(pending),
-            len(done),
+            len(pending) - len(rest),
             len(rest),
         )
-        if done:
-            await self._ack(client, done)
         for offset in range(0, len(rest), MAX_BATCH):
             if not await self.handle(client, rest[offset : offset + MAX_BATCH]):
                 return
@@ -217,8 +210,32 @@ class DurableIngest:
                 continue
             if not self.active():
                 return  # deposed while reading: the entries stay pending for the active bridge
-            if not await self.handle(client, entries):
+            if not await self.handle(client, await self.with_older(client, entries)):
                 return
+
+    async def with_older(self, client: aioredis.Redis, entries: list[Entry]) -> list[Entry]:
+        """``entries`` (just read), after the older ones another consumer read and left
+        pending: a deposed bridge whose blocked read was answered after its successor
+        took over, or that read and could no longer record. Taken over first, so that
+        the stream's order is the history's; those it did record are ACKed."""
+        first = entries[0][0]
+        rows: Any = await client.xpending_range(
+            self.stream, GROUP, min="-", max=f"({first}", count=MAX_BATCH
+        )
+        ids: list[Any] = [
+            row["message_id"] for row in rows if _text(row["consumer"]) != self.consumer
+        ]
+        if not ids:
+            return entries
+        claimed: Any = await client.xclaim(self.stream, GROUP, self.consumer, 0, ids)
+        older = await self._unrecorded(
+            client, [(_text(entry_id), fields or {}) for entry_id, fields in claimed]
+        )
+        logger.info(
+            "durable ingest: %d older entr(ies) another bridge read and did not record come first",
+            len(older),
+        )
+        return sorted([*older, *entries], key=lambda entry: _order(entry[0]))
 
     async def handle(self, client: aioredis.Redis, entries: list[Entry]) -> bool:
         """Validate, record, send and ACK entries in order; False if not all were
@@ -253,6 +270,19 @@ class DurableIngest:
         await self._ack(client, [entry_id for entry_id, _ in entries])
         return True
 
+    async def _unrecorded(self, client: aioredis.Redis, entries: list[Entry]) -> list[Entry]:
+        """``entries`` taken over from another consumer, oldest first, less those the
+        history already holds (recorded, then their bridge stopped before its XACK),
+        which are ACKed."""
+        entries = sorted(entries, key=lambda entry: _order(entry[0]))
+        history = self.history
+        recorded = await history.ingested_since(entries[0][0]) if history is not None else set()
+        done = [entry_id for entry_id, _ in entries if entry_id in recorded]
+        if done:
+            self.stats.already_recorded += len(done)
+            await self._ack(client, done)
+        return [entry for entry in entries if entry[0] not in recorded]
+
     async def _ack(self, client: aioredis.Redis, ids: list[str]) -> None:
         await client.xack(self.stream, GROUP, *ids)
         self.stats.acked += len(ids)
@@ -260,3 +290,7 @@ class DurableIngest:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _order(entry_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in entry_id.split("-"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 import redis
@@ -38,17 +39,12 @@ CYCLE = 0.05
 class StreamWorker(Worker):
     """XADDs numbered updates to the durable ingest stream; every XADD is accepted."""
 
-    def publish(self, count: int = 1, *, job_id: str | None = None) -> list[int]:
-        job = job_id or self.job_id
-        with self._lock:
-            keys = [(job, n) for n in range(self.next, self.next + count)]
-            self.next += count
-            with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.xadd(STREAM, {"payload": job_update(key[0], data={"n": key[1]})})
-                pipe.execute()
-            self.accepted += keys
-        return [1] * count
+    def send(self, pipe: Any, key: Key) -> None:
+        pipe.xadd(STREAM, {"payload": job_update(key[0], data={"n": key[1]})})
+
+    @staticmethod
+    def receivers_of(reply: Any) -> int:
+        return 1  # an entry ID: the stream keeps it
 
 
 def only(inbox: Inbox, job_id: str) -> Inbox:

@@ -162,6 +162,38 @@ async def test_pending_entries_already_recorded_are_skipped_the_others_forwarded
     assert (bridge.durable.stats.already_recorded, bridge.durable.stats.recoveries) == (2, 1)
 
 
+@pytest.mark.parametrize("recorded_by_it", [0, 1])
+async def test_entries_a_deposed_bridge_read_come_before_newer_ones(
+    redis_server, sync, history, member, recorded_by_it
+):
+    """A frozen bridge's blocked read is answered after its successor took over: it holds
+    entries pending (recorded or not: it may have been fenced) while the active bridge
+    reads newer ones. Those come first, each once: the stream's order is the history's."""
+    layer, channel = member
+    sync.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    zombie = [sync.xadd(STREAM, {"payload": payload("early", n)}).decode() for n in range(2)]
+    assert len(sync.xreadgroup(GROUP, "deposed-bridge", {STREAM: ">"}, count=2)[0][1]) == 2
+    frames = [("early", JobUpdate("early", "processing", {"n": 0}).to_frame())]
+    await history.append_many(frames[:recorded_by_it], zombie[:recorded_by_it])
+    newer = sync.xadd(STREAM, {"payload": payload("newer", 0)}).decode()
+    bridge = make_bridge(redis_server.url, layer, history)
+    durable = bridge.durable
+    assert durable is not None
+    client = aioredis.Redis.from_url(redis_server.url)
+    read = await client.xreadgroup(GROUP, durable.consumer, {STREAM: ">"}, count=10)
+    entries = [(entry_id.decode(), fields) for entry_id, fields in read[0][1]]
+    assert [entry_id for entry_id, _ in entries] == [newer]
+    assert await durable.handle(client, await durable.with_older(client, entries))
+    await client.aclose()
+    expected = [("early", n) for n in range(recorded_by_it, 2)] + [("newer", 0)]
+    assert await numbers(layer, channel, len(expected)) == expected
+    assert recorded(sync) == [
+        *(("early", n, zombie[n]) for n in range(2)),
+        ("newer", 0, newer),
+    ], "expected each entry in the history once, in the stream's order"
+    assert pending(sync) == 0
+
+
 async def test_an_idle_period_longer_than_5s_does_not_kill_the_reader(
     redis_server, sync, history, member
 ):

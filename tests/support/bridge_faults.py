@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -154,13 +155,22 @@ class Worker:
             self.next += count
             with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.publish(CHANNEL, job_update(key[0], data={"n": key[1]}))
-                results = [int(r) for r in pipe.execute()]
+                    self.send(pipe, key)
+                results = [self.receivers_of(reply) for reply in pipe.execute()]
             for key, result in zip(keys, results, strict=True):
                 self.receivers[key] = result
                 if result >= 1:
                     self.accepted.append(key)
         return results
+
+    def send(self, pipe: Any, key: Key) -> None:
+        """Queue one update's command on ``pipe``: a PUBLISH, as a worker does."""
+        pipe.publish(CHANNEL, job_update(key[0], data={"n": key[1]}))
+
+    @staticmethod
+    def receivers_of(reply: Any) -> int:
+        """How many received it, from the command's reply (PUBLISH: its count)."""
+        return int(reply)
 
     def last(self) -> Key:
         return self.accepted[-1]
