@@ -33,7 +33,7 @@ from harness.processes import (
 CLIENTS_PER_USER = 10
 """Clients sharing one user: half of the per-user limit per server process (20)."""
 PASSWORD = "chaos-password-1"  # noqa: S105 (a throwaway database's users)
-ROLE = r"is now the active bridge|is now a standby"
+ROLE = r"is now the active bridge|is now a standby|released the lease"
 """A bridge's log line when its role changes."""
 ACTIVE = "is now the active bridge"
 

@@ -306,9 +306,12 @@ class Election:
         finally:
             async with self._lock:
                 self._closed = True
-                self._set_role(None)
+                held = self.role is Role.ACTIVE
+                self.role, self.tenure = Role.STANDBY, None
                 try:
                     await self.lease.release()
+                    if held:
+                        logger.info("bridge %s released the lease", self.lease.holder)
                 except (RedisError, OSError) as exc:
                     logger.warning("could not release the bridge lease: %s", exc)
 
