@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from jobupdates import redis_client
+from jobupdates.access.announce import disconnect_user
 from jobupdates.conf import conf
 from jobupdates.ingest.dead_letters import read_dead_letters
 from jobupdates.models import ConnectedClient, DeadLetter
@@ -149,7 +150,7 @@ class ConnectedClientAdmin(ReadModelAdmin):
         "messages_sent",
         "channel_name",
     )
-    actions = ["disconnect_selected"]
+    actions = ["disconnect_selected", "disconnect_users"]
     list_per_page = 100
 
     def has_disconnect_permission(self, request: HttpRequest) -> bool:
@@ -173,6 +174,24 @@ class ConnectedClientAdmin(ReadModelAdmin):
             logger.info("%s disconnected client %s", loggable(by), loggable(client.client_id))
         self.message_user(
             request, f"Asked {len(clients)} client(s) to disconnect.", messages.SUCCESS
+        )
+
+    @admin.action(
+        description="Disconnect every connection of the selected clients' users",
+        permissions=["disconnect"],
+    )
+    def disconnect_users(self, request: HttpRequest, queryset: QuerySet[ConnectedClient]) -> None:
+        """Close every connection of each selected client's user, on every server process,
+        listed or not (the path of :func:`jobupdates.revoke`): 4000."""
+        users = sorted({str(c.user_id) for c in queryset if c.user_id is not None})
+        by = request.user.get_username()
+        for user in users:
+            disconnect_user(user, by)
+            logger.info("%s disconnected every connection of user %s", loggable(by), user)
+        self.message_user(
+            request,
+            f"Asked every connection of {len(users)} user(s) to disconnect.",
+            messages.SUCCESS,
         )
 
 

@@ -1,4 +1,4 @@
-"""App configuration: registers the system checks."""
+"""App configuration: registers the system checks and the revocation signals."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ class JobUpdatesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from jobupdates.access import signals
         from jobupdates.checks import (
             check_channel_layer,
             check_monitoring,
             check_origins,
+            check_revocation,
             check_settings,
         )
 
@@ -25,3 +27,5 @@ class JobUpdatesConfig(AppConfig):
         checks.register(check_origins)
         checks.register(check_channel_layer)
         checks.register(check_monitoring)
+        checks.register(check_revocation)
+        signals.connect()

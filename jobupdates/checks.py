@@ -27,7 +27,13 @@ from jobupdates.access.middleware import WILDCARD_HOST, origin_hosts
 from jobupdates.conf import PREFIX, SETTING_NAMES, conf, redis_url_problem
 from jobupdates.delivery.layers import JobUpdatesChannelLayer
 
-__all__ = ["check_channel_layer", "check_origins", "check_settings"]
+__all__ = [
+    "check_channel_layer",
+    "check_monitoring",
+    "check_origins",
+    "check_revocation",
+    "check_settings",
+]
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 FAST_LAYER = "jobupdates.delivery.layers.JobUpdatesChannelLayer"
@@ -209,3 +215,30 @@ def check_monitoring(
             )
         )
     return messages
+
+
+def check_revocation(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report a revocation turned off.
+
+    | id | problem |
+    | --- | --- |
+    | W020 | ``JOBUPDATES_REAUTH_SECONDS`` is 0: no sweep catches what no signal announces |
+    """
+    try:
+        seconds = conf.REAUTH_SECONDS
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if seconds > 0:
+        return []
+    return [
+        Warning(
+            f"{PREFIX}REAUTH_SECONDS is 0: open connections are judged again only when a "
+            "signal or jobupdates.revoke()/reauthorize() says so; a QuerySet.update, raw SQL, "
+            "another service's write or an expired session leaves them open.",
+            hint="Set it to the longest a connection may outlive its authority (default 5), "
+            'or silence it: SILENCED_SYSTEM_CHECKS = ["jobupdates.W020"].',
+            id="jobupdates.W020",
+        )
+    ]

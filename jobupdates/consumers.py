@@ -32,7 +32,9 @@ from jobupdates import protocol
 from jobupdates.access import gate
 from jobupdates.access.admission import admission
 from jobupdates.access.handshakes import HANDSHAKE_DONE
+from jobupdates.access.holding import HoldsAuthority
 from jobupdates.access.limits import Strikes, TokenBucket
+from jobupdates.access.revocation import authorities
 from jobupdates.conf import conf
 from jobupdates.delivery.catchup import catch_up
 from jobupdates.delivery.connection import LeanWebsocketConsumer
@@ -69,7 +71,7 @@ SLOW_CLIENT_GRACE = 2.0
 """Seconds a slow client gets to read its close frame before the socket is aborted."""
 
 
-class JobUpdatesConsumer(LeanWebsocketConsumer):
+class JobUpdatesConsumer(HoldsAuthority, LeanWebsocketConsumer):
     """Serves ``/ws``: one instance per WebSocket connection."""
 
     request: ConnectRequest = ConnectRequest()
@@ -128,6 +130,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
                 self.subscriptions(),
                 lambda: feed.sent,
             )
+        self.hold_authority()
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
 
     async def send(
@@ -212,6 +215,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             return
         feed.hold()
         feed.jobs = (feed.jobs or set()) | set(new)
+        authorities().subscribed(self.client_id, feed.jobs)
         await self.send(
             text_data=protocol.subscriptions_frame(ServerMessageType.SUBSCRIBED, job_ids)
         )
@@ -226,6 +230,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
             await self.send(text_data=protocol.error_frame(ErrorCode.INVALID_JOB_IDS, message))
             return
         feed.jobs -= set(job_ids)
+        authorities().subscribed(self.client_id, feed.jobs)
         kind = ServerMessageType.UNSUBSCRIBED
         await self.send(text_data=protocol.subscriptions_frame(kind, job_ids))
         self.update_presence()
@@ -263,6 +268,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
         if isinstance(layer, JobUpdatesChannelLayer):
             layer.detach(self.channel_name)
         admission.release(self.user_key)
+        authorities().remove(self.client_id)
         if conf.REGISTRY:  # also when cancelled while registering: a no-op if not there
             await self._step(
                 "registry unregister", lambda: get_registry().unregister(self.client_id)
@@ -321,13 +327,7 @@ class JobUpdatesConsumer(LeanWebsocketConsumer):
 
     async def jobupdates_disconnect(self, event: dict[str, Any]) -> None:
         """Close on a staff member's request (admin action): error message, then 4000."""
-        logger.info(
-            "client %s disconnected by staff (%s)", self.client_id, loggable(event.get("by"))
-        )
-        message = "a staff member disconnected this client; reload the page to reconnect"
-        await self.close_with(
-            ErrorCode.DISCONNECTED_BY_STAFF, message, CloseCode.DISCONNECTED_BY_STAFF
-        )
+        await self.disconnected_by_staff(str(event.get("by", "")))
 
 
 def _nothing() -> None:

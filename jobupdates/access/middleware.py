@@ -10,6 +10,8 @@ refusal at the handshake reaches a browser as a bare HTTP 403.
 * ``scope["user"]`` becomes the token's user when a valid token is offered
   (see :mod:`jobupdates.access.tokens`); each token is accepted once.
 * ``scope["jobupdates.auth_error"]`` says why an offered token was refused.
+* ``scope["jobupdates.session_key"]`` is the session cookie the user came from
+  (the connection closes when that session ends: :mod:`jobupdates.access.revocation`).
 * ``scope["jobupdates.origin_ok"]`` says whether the ``Origin`` is allowed:
   one of ``JOBUPDATES_ALLOWED_ORIGINS`` (``*`` allows any, explicitly), else
   a host in ``ALLOWED_HOSTS``, whose wildcard ``*`` is ignored here: serving
@@ -39,6 +41,7 @@ from jobupdates.redis_client import async_client
 __all__ = [
     "AUTH_ERROR",
     "ORIGIN_OK",
+    "SESSION_KEY",
     "WILDCARD_HOST",
     "JobUpdatesAuthMiddleware",
     "identify",
@@ -49,6 +52,8 @@ __all__ = [
 
 AUTH_ERROR = "jobupdates.auth_error"
 ORIGIN_OK = "jobupdates.origin_ok"
+SESSION_KEY = "jobupdates.session_key"
+"""The session key the user was found through (absent for a token or no cookie)."""
 VIA_TOKEN = "jobupdates.via_token"  # noqa: S105 - a scope key, not a secret
 WILDCARD_HOST = "*"
 """The ``ALLOWED_HOSTS`` entry matching any host: never taken as an allowed origin."""
@@ -133,6 +138,8 @@ async def identify(scope: dict[str, Any]) -> None:
         cookies = parse_cookie(_header(scope, b"cookie") or "")
         key = cookies.get(settings.SESSION_COOKIE_NAME)
         scope["user"] = await session_users()(key) if key else AnonymousUser()
+        if key:
+            scope[SESSION_KEY] = key
     _check_origin(scope)
 
 

@@ -306,6 +306,15 @@ class Settings:
         return self._get("MAX_SUBSCRIPTIONS", 100, v.integer(1))
 
     @property
+    def REAUTH_SECONDS(self) -> float:
+        """The longest an open connection outlives its authority when no signal says
+        so (``QuerySet.update``, raw SQL, another service, session expiry): every
+        server process judges all its connections again every half of it. 0 turns
+        that sweep off (system check jobupdates.W020); signals and ``jobupdates.revoke`` still
+        act at once. Default: ``5``."""
+        return self._get("REAUTH_SECONDS", 5.0, v.real(0.0))
+
+    @property
     def MAX_BACKLOG_BYTES(self) -> int:
         """Bytes a client may leave unread before it is dropped as slow (4408); about
         256 updates of 4 KB. Default: ``1048576``."""

@@ -94,6 +94,18 @@ DUPLICATES_DROPPED = Counter(
     "Layer events a server process dropped because their position was not newer than"
     " the last it delivered (a copy re-sent, or one that came after its fill).",
 )
+REAUTH_SWEEP_SECONDS = Histogram(
+    "jobupdates_reauth_sweep_seconds",
+    "Seconds one re-validation sweep of a server process took (every connection judged"
+    " again: jobupdates.access.revocation).",
+    buckets=LATENCY_BUCKETS,
+)
+REVOCATIONS = Counter(
+    "jobupdates_revocations",
+    "Connections closed or narrowed because their authority ended or shrank, by action"
+    " (close_identity: 4401, close_permission: 4403, narrow: unsubscribed).",
+    ["action"],
+)
 REDIS_RECONNECTS = Counter(
     "jobupdates_redis_reconnects",
     "Failed Redis calls after which the component reconnects.",

@@ -49,6 +49,12 @@ class ErrorCode(enum.StrEnum):
     SLOW_CLIENT = "slow_client"
     SERVER_RESTARTING = "server_restarting"
     INTERNAL_ERROR = "internal_error"
+    AUTHENTICATION_REVOKED = "authentication_revoked"
+    """The connection's identity is gone: logged out, session ended, user deactivated
+    or deleted, password changed (close 4401)."""
+    PERMISSION_REVOKED = "permission_revoked"
+    """The connection may no longer receive what it receives (close 4403, or an
+    ``unsubscribed`` with this reason for the jobs it lost)."""
 
 
 class CloseCode(enum.IntEnum):
@@ -254,6 +260,12 @@ def gap_frame(why: str, position: str) -> str:
     return reset_frame(ResetReason.UPDATES_LOST.value, message, position)
 
 
-def subscriptions_frame(kind: ServerMessageType, job_ids: tuple[str, ...]) -> str:
-    """Acknowledge a ``subscribe`` (``subscribed``) or ``unsubscribe`` (``unsubscribed``)."""
-    return dumps({"type": kind.value, "job_ids": list(job_ids)})
+def subscriptions_frame(
+    kind: ServerMessageType, job_ids: tuple[str, ...], reason: ErrorCode | None = None
+) -> str:
+    """Acknowledge a ``subscribe`` (``subscribed``) or ``unsubscribe`` (``unsubscribed``);
+    with ``reason``, an ``unsubscribed`` the server decided (``permission_revoked``)."""
+    frame: dict[str, object] = {"type": kind.value, "job_ids": list(job_ids)}
+    if reason is not None:
+        frame["reason"] = reason.value
+    return dumps(frame)
