@@ -37,9 +37,7 @@ connection (the sentinels get the same timeouts).
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import weakref
 from typing import Any
 
 import redis
@@ -51,6 +49,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from jobupdates.conf import conf
+from jobupdates.per_loop import PerLoop
 from jobupdates.redis_url import is_sentinel, parse_sentinel
 
 __all__ = [
@@ -120,18 +119,12 @@ def new_async_client(use: Use, url: str | None = None) -> aioredis.Redis:
     return _async(url, timeout_for(use), retries=1)
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
+def _new_core_client() -> aioredis.Redis:
+    return new_async_client(Use.CORE)
 
 
-def async_client() -> aioredis.Redis:
-    """Return the running event loop's shared ``CORE`` client (Daphne runs one loop)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = new_async_client(Use.CORE)
-    return client
+async_client = PerLoop(_new_core_client)
+"""The running event loop's shared ``CORE`` client (Daphne runs one loop)."""
 
 
 def sync_client(use: Use, url: str | None = None) -> redis.Redis:

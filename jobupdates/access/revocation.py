@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from channels.layers import get_channel_layer
 from jobupdates.access.revalidation import gather
 from jobupdates.conf import conf
 from jobupdates.monitoring import metrics
+from jobupdates.per_loop import PerLoop
 from jobupdates.protocol.authority import (
     Action,
     AuthorityEvent,
@@ -247,15 +247,5 @@ def _discard(index: dict[str, set[str]], key: str, client: str) -> None:
             del index[key]
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Authorities] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def authorities() -> Authorities:
-    """The running event loop's :class:`Authorities` (one per server process)."""
-    loop = asyncio.get_running_loop()
-    found = _per_loop.get(loop)
-    if found is None:
-        found = _per_loop[loop] = Authorities()
-    return found
+authorities = PerLoop(Authorities)
+"""The running event loop's :class:`Authorities` (one per server process)."""

@@ -13,7 +13,6 @@ so the storm pays for one hop per batch. A lone handshake goes at once.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from importlib import import_module
 from typing import Any
 
@@ -21,6 +20,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
+
+from jobupdates.per_loop import PerLoop
 
 __all__ = ["SessionUsers", "session_user", "session_users"]
 
@@ -99,15 +100,5 @@ class SessionUsers:
                 raise
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionUsers] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def session_users() -> SessionUsers:
-    """The running event loop's :class:`SessionUsers` (one per server process)."""
-    loop = asyncio.get_running_loop()
-    users = _per_loop.get(loop)
-    if users is None:
-        users = _per_loop[loop] = SessionUsers()
-    return users
+session_users = PerLoop(SessionUsers)
+"""The running event loop's :class:`SessionUsers` (one per server process)."""

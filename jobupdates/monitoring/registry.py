@@ -35,7 +35,6 @@ import logging
 import os
 import socket
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +61,7 @@ from jobupdates.monitoring.records import (
     parse_networks,
     resolve_remote_addr,
 )
+from jobupdates.per_loop import PerLoop
 
 __all__ = ["DISCONNECT_EVENT", "LocalClient", "Registry", "get_registry"]
 
@@ -307,16 +307,10 @@ def batch_name(adds: Mapping[str, str], removes: set[str]) -> str:
     return " and ".join(n for n, todo in (("register", adds), ("unregister", removes)) if todo)
 
 
-_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Registry] = (
-    weakref.WeakKeyDictionary()
-)
+def _new_registry() -> Registry:
+    client = redis_client.new_async_client(redis_client.Use.REGISTRY)
+    return Registry(client, interval=conf.REGISTRY_INTERVAL)
 
 
-def get_registry() -> Registry:
-    """Return the registry of the running event loop (one per server process)."""
-    loop = asyncio.get_running_loop()
-    registry = _registries.get(loop)
-    if registry is None:
-        client = redis_client.new_async_client(redis_client.Use.REGISTRY)
-        registry = _registries[loop] = Registry(client, interval=conf.REGISTRY_INTERVAL)
-    return registry
+get_registry = PerLoop(_new_registry)
+"""The registry of the running event loop (one per server process)."""

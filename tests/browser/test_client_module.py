@@ -777,6 +777,28 @@ def test_a_job_state_never_moves_the_position_back(codec_page: BrowserPage):
     ]
 
 
+def test_an_unasked_unsubscribed_drops_the_jobs_so_a_reconnect_does_not_ask_for_them(
+    codec_page: BrowserPage,
+):
+    """The server narrowed the connection (permission_revoked): asking for the lost
+    jobs again on the next connect would be refused with 4403."""
+    result = run_client(
+        codec_page.page,
+        """
+        client.connect();
+        const socket = FakeSocket.made[0];
+        socket.open("");
+        socket.receive('{"type":"unsubscribed","job_ids":["b"]}');
+        const asked = [...client.jobs].sort();
+        socket.receive('{"type":"unsubscribed","job_ids":["a"],"reason":"permission_revoked"}');
+        return { asked, after: [...client.jobs].sort() };
+        """,
+        {"jobs": ["a", "b", "c"]},
+    )
+    # an acknowledgement (no reason) changes nothing: the client forgets a job when it asks
+    assert result == {"asked": ["a", "b", "c"], "after": ["b", "c"]}
+
+
 # End to end: the module on the real stack.
 
 

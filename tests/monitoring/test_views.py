@@ -97,7 +97,10 @@ def test_staff_sees_the_list_read_only(staff_client, registry_redis):
     from jobupdates.models import ConnectedClient
 
     model_admin = admin.site._registry[ConnectedClient]
-    assert list(model_admin.get_actions(response.wsgi_request)) == ["disconnect_selected"]
+    assert list(model_admin.get_actions(response.wsgi_request)) == [
+        "disconnect_selected",
+        "disconnect_users",
+    ]
     assert staff_client.get("/admin/").content.decode().count("Connected clients") >= 1
     assert staff_client.get(CHANGELIST + "add/").status_code == 403
 

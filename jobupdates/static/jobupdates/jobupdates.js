@@ -552,7 +552,9 @@
    * - `reset`: `{type, reason, message, position?}`: updates were missed (the
    *   position was unknown, or the server recorded a gap: `updates_lost`);
    *   clear your state and rebuild it from what follows;
-   * - `subscribed` / `unsubscribed`: `{type, job_ids}`, acknowledgements;
+   * - `subscribed` / `unsubscribed`: `{type, job_ids}`, acknowledgements; an
+ *   `unsubscribed` with a `reason` (`permission_revoked`) is the server's own:
+ *   the user lost those jobs, and the client forgets them (`client.jobs`);
    * - `pong`: `{type}`;
    * - `error`: `{type, code, message}`, an error frame from the server, or the
    *   client's own `client_invalid_json` / `client_invalid_msgpack` for a frame
@@ -932,6 +934,13 @@
           break;
         case "reset":
           this.position = typeof frame.position === "string" ? frame.position : null;
+          break;
+        case "unsubscribed":
+          // Unasked (with a reason): the user may no longer receive these jobs.
+          // Forget them, so a reconnect does not ask for them (job_forbidden, 4403).
+          if (frame.reason && Array.isArray(frame.job_ids)) {
+            frame.job_ids.forEach((id) => this.jobs.delete(String(id)));
+          }
           break;
         default:
           break;
