@@ -23,8 +23,10 @@ def test_each_loop_gets_its_own_object_made_once():
 
     first = asyncio.run(twice())
     second = asyncio.run(twice())
-    assert first[0] is first[1] and second[0] is second[1]
-    assert first[0] is not second[0] and len(made) == 2
+    assert first[0] is first[1]
+    assert second[0] is second[1]
+    assert first[0] is not second[0]
+    assert len(made) == 2
 
 
 def test_outside_a_loop_it_says_so():
