@@ -17,6 +17,7 @@ class JobUpdatesConfig(AppConfig):
         from jobupdates.access import signals
         from jobupdates.checks import (
             check_channel_layer,
+            check_internals,
             check_monitoring,
             check_origins,
             check_revocation,
@@ -28,4 +29,5 @@ class JobUpdatesConfig(AppConfig):
         checks.register(check_channel_layer)
         checks.register(check_monitoring)
         checks.register(check_revocation)
+        checks.register(check_internals)
         signals.connect()

@@ -29,6 +29,7 @@ from jobupdates.delivery.layers import JobUpdatesChannelLayer
 
 __all__ = [
     "check_channel_layer",
+    "check_internals",
     "check_monitoring",
     "check_origins",
     "check_revocation",
@@ -242,3 +243,51 @@ def check_revocation(
             id="jobupdates.W020",
         )
     ]
+
+
+def check_internals(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report what the project relies on of other packages' private names
+    (:mod:`jobupdates.delivery.internals`): missing, or from an untested version.
+
+    | id | problem |
+    | --- | --- |
+    | E030 | a name a feature without a fallback needs is missing: the server refuses to start |
+    | W030 | a name is missing: its feature falls back (the message says to what) |
+    | W031 | an installed version is outside the tested range (its names are there, or E030/W030) |
+    """
+    from jobupdates.delivery import internals
+
+    found = internals.probe()
+    messages: list[CheckMessage] = []
+    refusal = found.refusal()
+    if refusal is not None:
+        messages.append(
+            Error(
+                f"{refusal}.",
+                hint="python -m botrix_site.serve and python -m "
+                "jobupdates.delivery.drain_server refuse to start until it is there.",
+                id="jobupdates.E030",
+            )
+        )
+    for fallback in found.fallbacks():
+        messages.append(
+            Warning(
+                f"{fallback}.",
+                hint="Install the versions in pyproject.toml's ranges, or silence "
+                "jobupdates.W030 if running without this feature is deliberate.",
+                id="jobupdates.W030",
+            )
+        )
+    for untested in found.untested():
+        messages.append(
+            Warning(
+                f"{untested}: the private names the project relies on may behave "
+                "differently there.",
+                hint="Install a tested version, or run the project's tests on this one "
+                'first, then SILENCED_SYSTEM_CHECKS = ["jobupdates.W031"].',
+                id="jobupdates.W031",
+            )
+        )
+    return messages

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 
 import pytest
+from channels_redis.pubsub import RedisSingleShardConnection
+from daphne.server import Server
 from django.core import checks
 
+from jobupdates.delivery import internals
 from jobupdates.delivery.layers import JobUpdatesChannelLayer
 
 REDIS_LAYER = {
@@ -139,3 +143,48 @@ def test_a_bad_sentinel_url_is_e002_with_its_reason_and_a_good_one_passes(settin
     assert "expected /<service name>[/<db>]" in messages[0].msg
     settings.JOBUPDATES_REDIS_URL = "redis+sentinel://s1:26379,s2:26379/botrix/0"
     assert not [m for m in checks.run_checks() if m.id == "jobupdates.E002"]
+
+
+@pytest.fixture
+def internals_probed_afresh():
+    """The checks probe afresh; the process's probe is forgotten around the test."""
+    internals.probed.cache_clear()
+    yield
+    internals.probed.cache_clear()
+
+
+@pytest.mark.usefixtures("internals_probed_afresh")
+def test_a_missing_private_name_without_fallback_is_e030(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": REDIS_LAYER}
+    monkeypatch.delattr(RedisSingleShardConnection, "_ensure_receiver")
+    [message] = [m for m in checks.run_checks() if m.id and m.id.startswith("jobupdates.")]
+    assert message.id == "jobupdates.E030"
+    assert message.level == checks.ERROR
+    version = metadata.version("channels-redis")
+    assert (
+        f"channels-redis {version}: "
+        "channels_redis.pubsub.RedisSingleShardConnection._ensure_receiver" in message.msg
+    )
+    assert "pip install 'channels-redis>=4.3.0,<4.4'" in message.msg
+    assert "refuse to start" in message.hint
+
+
+@pytest.mark.usefixtures("internals_probed_afresh")
+def test_a_missing_private_name_with_a_fallback_is_w030_naming_it(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": REDIS_LAYER}
+    monkeypatch.delattr(Server, "kill_all_applications")
+    assert ids() == ["jobupdates.W030"]
+    [message] = [m for m in checks.run_checks() if m.id == "jobupdates.W030"]
+    assert message.msg.startswith("drain unavailable: missing daphne ")
+    assert "daphne.server.Server.kill_all_applications" in message.msg
+    assert "1006" in message.msg
+
+
+@pytest.mark.usefixtures("internals_probed_afresh")
+def test_an_untested_version_is_w031(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": REDIS_LAYER}
+    monkeypatch.setitem(internals.TESTED, "Twisted", internals.Range("Twisted", "1", "2"))
+    [message] = [m for m in checks.run_checks() if m.id == "jobupdates.W031"]
+    assert message.msg.startswith(f"Twisted {metadata.version('Twisted')} is outside the ")
+    assert "(Twisted>=1,<2)" in message.msg
+    assert ids() == ["jobupdates.W031"]

@@ -20,6 +20,10 @@ decompressor between messages:
 
 Offers asking the server for a smaller window (``server_max_window_bits`` below
 15) are declined: those clients get plain frames.
+
+Both mixins override or read autobahn's private names (``_perMessageCompress``,
+``_max_message_size_exceeded``, ...), listed in :mod:`jobupdates.delivery.internals`:
+without them the lean server leaves compression off, or runs as stock Daphne.
 """
 
 from __future__ import annotations

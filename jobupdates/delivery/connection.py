@@ -25,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.consumer import get_handler_name
+from channels import consumer as channels_consumer
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -121,9 +121,10 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
         Channels 4.2+ runs ``close_old_connections`` in a thread before every
         handler; that thread hop is about half the cost of relaying an update.
         This project's ORM calls run in ``database_sync_to_async``, which does
-        that cleanup itself, so it skips the hop.
+        that cleanup itself, so it skips the hop. Channels' ``get_handler_name``
+        and ``base_send`` are private (:mod:`jobupdates.delivery.internals`).
         """
-        handler = getattr(self, get_handler_name(message), None)
+        handler = getattr(self, channels_consumer.get_handler_name(message), None)
         if handler is None:
             raise ValueError(
                 f"expected a message type this consumer handles, got {message['type']!r}"

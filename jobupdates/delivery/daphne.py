@@ -8,6 +8,11 @@ Daphne has no write backpressure: ``send`` appends to Twisted's transport
 buffer, which grows without bound behind a client that stops reading.
 :func:`backlog_probe` reads that buffer's size, so a feed can drop a slow
 client before it holds much memory. Under another server it returns None.
+
+What these read of Daphne, autobahn and Twisted is private: each helper
+first asks the process's probe (:func:`jobupdates.delivery.internals.probed`)
+whether its feature's names are there, and falls back (None, False, nothing)
+if not; the server warned of it at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
+
+from jobupdates.delivery import internals
+from jobupdates.delivery.internals import Feature
 
 __all__ = [
     "CLOSED_SEND_ERRORS",
@@ -65,15 +73,17 @@ def raw_send(scope: dict[str, Any], fallback: Any) -> Any:
     return scope.get(RAW_SEND, fallback)
 
 
-def _protocol(send: Any) -> Any:
-    """Daphne's ``send`` is ``functools.partial(server.handle_reply, protocol)``."""
-    if isinstance(send, functools.partial) and send.args:
+def _protocol(send: Any, feature: Feature) -> Any:
+    """Daphne's ``send`` is ``functools.partial(server.handle_reply, protocol)``: its
+    protocol, if ``feature`` has what it needs of Daphne's internals, else None."""
+    is_daphnes = isinstance(send, functools.partial) and bool(send.args)
+    if is_daphnes and internals.probed().available(feature):
         return send.args[0]
     return None
 
 
-def _transport(send: Any) -> Any:
-    return getattr(_protocol(send), "transport", None)
+def _transport(send: Any, feature: Feature) -> Any:
+    return getattr(_protocol(send, feature), "transport", None)
 
 
 def frame_writer(send: Any) -> Callable[[bytes], int] | None:
@@ -91,7 +101,7 @@ def frame_writer(send: Any) -> Callable[[bytes], int] | None:
     took the whole frame (most writes: it is 0). Under another server (or
     TLS) it returns None and the ASGI ``send`` is used.
     """
-    protocol = _protocol(send)
+    protocol = _protocol(send, Feature.DIRECT_WRITE)
     transport: Any = getattr(protocol, "transport", None)
     sock = getattr(transport, "socket", None)
     if sock is None or not hasattr(transport, "_tempDataLen") or not hasattr(protocol, "state"):
@@ -123,7 +133,7 @@ def negotiated_deflate(send: Any) -> bool:
     """Whether ``send``'s connection negotiated permessage-deflate (autobahn's
     ``_perMessageCompress``; only the lean server accepts it, see
     :mod:`jobupdates.delivery.compression`)."""
-    return getattr(_protocol(send), "_perMessageCompress", None) is not None
+    return getattr(_protocol(send, Feature.DEFLATE), "_perMessageCompress", None) is not None
 
 
 def sendable_close(code: int) -> bool:
@@ -137,7 +147,7 @@ def close_framer(send: Any) -> Callable[[int], None] | None:
     """Return a function that sends a close frame with any code on ``send``'s
     connection, if it is still open: autobahn's ``sendCloseFrame``, as the
     drain sends 1012. None under another server (which takes any code)."""
-    protocol = _protocol(send)
+    protocol = _protocol(send, Feature.CLOSE_FRAMES)
     if not hasattr(protocol, "sendCloseFrame") or not hasattr(protocol, "STATE_OPEN"):
         return None
 
@@ -154,7 +164,7 @@ def abort_later(send: Any, delay: float) -> None:
     A client that stops reading never reads its close frame either; aborting
     frees the buffer it pinned. Does nothing under a server other than Daphne.
     """
-    transport = _transport(send)
+    transport = _transport(send, Feature.DIRECT_WRITE)
     if transport is not None and hasattr(transport, "abortConnection"):
         asyncio.get_running_loop().call_later(delay, _abort, transport)
 
@@ -171,7 +181,7 @@ def backlog_probe(send: Any) -> Callable[[], int] | None:
     the protocol's Twisted transport buffers ``dataBuffer[offset:]`` plus
     ``_tempDataLen`` bytes not yet written to the socket.
     """
-    transport = _transport(send)
+    transport = _transport(send, Feature.DIRECT_WRITE)
     if transport is None or not hasattr(transport, "_tempDataLen"):
         return None
 

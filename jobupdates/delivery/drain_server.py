@@ -23,8 +23,11 @@ first, inside that trigger:
 It reaches into Daphne's internals (``Server.connections``,
 ``listen_success``, ``kill_all_applications``) and autobahn's
 (``sendCloseFrame``: its ``sendClose`` refuses 1012), as of daphne 4.2
-(checked against 4.2.3; see the pins). :func:`missing_internals` probes them
-at start-up: if one is gone, it logs a warning and Daphne stops as stock.
+(:mod:`jobupdates.delivery.internals` lists them with the versions tested).
+The start-up probe (:func:`jobupdates.delivery.lean_server.start_up`) checks
+them: if one is gone, the server logs ``drain unavailable`` and Daphne stops
+as stock. The command line refuses to start when a name without a fallback
+is missing (Daphne's ``CommandLineInterface.server_class`` among them).
 """
 
 from __future__ import annotations
@@ -35,35 +38,23 @@ import time
 from typing import Any
 
 from daphne.cli import CommandLineInterface  # installs Twisted's asyncio reactor
-from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor
 
 from jobupdates.conf import conf
 from jobupdates.delivery.drain import SETTLE_SECONDS, CloseSchedule, restarting_message
-from jobupdates.delivery.lean_server import LeanServer
+from jobupdates.delivery.internals import Feature, Report
+from jobupdates.delivery.lean_server import LeanServer, start_up
 from jobupdates.protocol import CloseCode, ErrorCode, error_frame
 from jobupdates.protocol.encodings import Encoding, payload
 from jobupdates.protocol.logs import loggable
 
-__all__ = ["DrainingCommandLineInterface", "DrainingServer", "missing_internals"]
+__all__ = ["DrainingCommandLineInterface", "DrainingServer"]
 
 logger = logging.getLogger(__name__)
 
 TICK = 0.01
 """Shortest sleep between two batches of closes."""
-
-
-def missing_internals() -> list[str]:
-    """Return the Daphne and autobahn internals the drain needs that are missing."""
-    wanted = [
-        (Server, "kill_all_applications"),
-        (Server, "listen_success"),
-        (WebSocketProtocol, "sendCloseFrame"),
-        (WebSocketProtocol, "sendMessage"),
-        (WebSocketProtocol, "STATE_OPEN"),
-    ]
-    return [f"{owner.__name__}.{name}" for owner, name in wanted if not hasattr(owner, name)]
 
 
 def _is_open(protocol: Any) -> bool:
@@ -87,19 +78,16 @@ class DrainingServer(LeanServer):
     """Daphne's server, lean (:mod:`jobupdates.delivery.lean_server`), with the drain
     run before its stock shutdown."""
 
-    def run(self) -> None:
-        self.drain_ports: list[Any] = []
-        missing = missing_internals()
-        self.drainable = not missing
-        if missing:
-            logger.warning(
-                "drain unavailable: this daphne has no %s; on SIGTERM clients will be "
-                "dropped without a close frame (1006)",
-                ", ".join(missing),
-            )
-        else:
+    drain_ports: list[Any]
+    drainable = False
+    """Whether a stop drains (the probe found what the drain needs)."""
+
+    def start(self, found: Report) -> None:
+        super().start(found)
+        self.drain_ports = []
+        self.drainable = found.available(Feature.DRAIN)
+        if self.drainable:  # else start_up warned: "drain unavailable: ..."
             reactor.callWhenRunning(self._announce)
-        super().run()
 
     def _announce(self) -> None:
         """Log, once the signal handlers are in place, that a stop will drain."""
@@ -184,6 +172,11 @@ class DrainingCommandLineInterface(CommandLineInterface):  # type: ignore[misc]
     """Daphne's command line, serving with :class:`DrainingServer`."""
 
     server_class = DrainingServer
+
+    def run(self, args: list[str]) -> None:
+        """Refuse to start without what has no fallback (the server warns of the rest)."""
+        start_up(announce=False)
+        super().run(args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ One bad message never stops the receive loop: bytes that do not decode and
 malformed events are dropped, a sink that raises is detached and its
 consumer asked to close (:data:`SINK_FAILED_EVENT`), and each fault is
 logged (throttled) and counted (:mod:`jobupdates.delivery.faults`).
+
+The layer is built on channels_redis's private names (its loop layer and
+shard classes, their attributes, ``utils._wrap_close``), listed in
+:mod:`jobupdates.delivery.internals` with the versions tested: without one
+the project's server refuses to start (``jobupdates.E030``).
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from channels_redis import utils as redis_utils
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
     RedisPubSubLoopLayer,
     RedisSingleShardConnection,
 )
-from channels_redis.utils import _wrap_close, decode_hosts
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -84,7 +89,7 @@ class JobUpdatesChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
         if layer is None:
             layer = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
             self._layers[loop] = layer
-            _wrap_close(self, loop)
+            redis_utils._wrap_close(self, loop)
         return layer
 
     async def group_send_many(self, group: str, messages: Sequence[dict[str, Any]]) -> None:
@@ -130,7 +135,7 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
         super().__init__(hosts, **kwargs)
         self.sinks: dict[str, Sink] = {}
         self.faults = LayerFaults(logger)
-        self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
+        self._shards = [_Shard(host, self) for host in redis_utils.decode_hosts(hosts)]
         self.process_channel = process_channel(self.prefix, instance_id())
         from jobupdates.conf import conf
 

@@ -16,11 +16,17 @@ connection's memory and handshake time go"), stock Daphne spends:
 
 :class:`LeanServer` is Daphne's ``Server`` with both. It reaches into Daphne's
 ``create_application`` (replaced, same contract) and ``ws_factory``, and
-autobahn's ``CONFIG_ATTRS``, as of daphne 4.2.3 and autobahn 26.10 (see the
-pins); :func:`missing_internals` probes them at start-up, and if one is gone
-the server runs as stock Daphne and logs a warning. Options set on the
-factory after start-up would not reach new connections (Daphne sets them
-once, before).
+autobahn's ``CONFIG_ATTRS``, as of daphne 4.2 and autobahn 26.10
+(:mod:`jobupdates.delivery.internals` lists them with the versions tested);
+if one is gone the server runs as stock Daphne and logs a warning. Options
+set on the factory after start-up would not reach new connections (Daphne
+sets them once, before).
+
+The server starts with :func:`start_up`: the process's probe of every
+private name the project relies on. Without one that has no fallback it
+refuses to start, naming the package, its version and the name; each feature
+that falls back, and each package outside the tested versions, gets a
+WARNING.
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ from functools import partial
 from typing import Any
 
 from daphne.server import Server
-from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
 from jobupdates.conf import conf
+from jobupdates.delivery import internals
 from jobupdates.delivery.compression import Compressing, Refusals, accept_offers
+from jobupdates.delivery.internals import Feature, Report
 
-__all__ = ["Inbox", "LeanServer", "lean_protocol", "missing_internals"]
+__all__ = ["Inbox", "LeanServer", "lean_protocol", "start_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,27 +123,26 @@ def _option(value: Any) -> Any:
     return staticmethod(value) if callable(value) else value
 
 
-def missing_internals() -> list[str]:
-    """Return the Daphne and autobahn internals :class:`LeanServer` needs that are missing."""
-    missing = [
-        f"{owner.__name__}.{name}"
-        for owner, name in [
-            (Server, "create_application"),
-            (Server, "handle_reply"),
-            (WebSocketFactory, "protocol"),
-            (WebSocketProtocol, "CONFIG_ATTRS"),
-            (WebSocketProtocol, "_connectionMade"),
-        ]
-        if not hasattr(owner, name)
-    ]
-    options = getattr(WebSocketProtocol, "CONFIG_ATTRS", ())
-    if (
-        not isinstance(options, list | tuple)
-        or not all(isinstance(name, str) for name in options)
-        or "openHandshakeTimeout" not in options
-    ):
-        missing.append("WebSocketProtocol.CONFIG_ATTRS as a list of option names")
-    return missing
+def start_up(*, announce: bool = True) -> Report:
+    """The project's server starting: return this process's probe
+    (:func:`jobupdates.delivery.internals.probed`), or refuse to start (``SystemExit``,
+    logged) when a feature without a fallback lacks a name. With ``announce``, log each
+    feature that falls back and each package outside the tested versions (WARNING)."""
+    found = internals.probed()
+    refusal = found.refusal()
+    if refusal is not None:
+        logger.critical("refusing to start: %s", refusal)
+        raise SystemExit(f"refusing to start: {refusal}")
+    if announce:
+        for line in found.fallbacks() + found.untested():
+            logger.warning("%s", line)
+        logger.info(
+            "internals: %d private names probed (%s): %s",
+            len(internals.INTERNALS),
+            ", ".join(f"{package} {version}" for package, version in found.versions.items()),
+            f"{len(found.missing)} missing" if found.missing else "all there",
+        )
+    return found
 
 
 class LeanServer(Server):  # type: ignore[misc]  # daphne is untyped
@@ -144,31 +151,38 @@ class LeanServer(Server):  # type: ignore[misc]  # daphne is untyped
     lean = False
     """Whether this server runs lean (the probe passed)."""
 
+    deflate = False
+    """Whether this server may negotiate permessage-deflate (the probe passed)."""
+
     def run(self) -> None:
-        missing = missing_internals()
-        self.lean = not missing
-        if missing:
-            logger.warning(
-                "lean connections unavailable: this daphne/autobahn has no %s; "
-                "serving as stock Daphne",
-                ", ".join(missing),
-            )
-        else:
-            reactor.callWhenRunning(self._use_lean_protocol)
+        self.start(start_up())
         super().run()
+
+    def start(self, found: Report) -> None:
+        """Decide, by the start-up probe, what runs lean (subclasses decide more)."""
+        self.lean = found.available(Feature.LEAN)
+        self.deflate = self.lean and found.available(Feature.DEFLATE)
+        if self.lean:
+            reactor.callWhenRunning(self._use_lean_protocol)
 
     def _use_lean_protocol(self) -> None:
         """Swap the WebSocket factory's protocol, once Daphne has configured the factory."""
-        deflate = conf.PERMESSAGE_DEFLATE
+        deflate = conf.PERMESSAGE_DEFLATE and self.deflate
         self.ws_factory.protocol = lean_protocol(self.ws_factory, deflate=deflate)
+        if deflate:
+            compression = "on"
+        elif self.deflate:
+            compression = "off (JOBUPDATES_PERMESSAGE_DEFLATE)"
+        else:
+            compression = "off (autobahn's internals are missing, see the warning)"
         logger.info(
             "lean connections: on (autobahn options per class, light input queues); "
             "permessage-deflate: %s",
-            "on" if deflate else "off (JOBUPDATES_PERMESSAGE_DEFLATE)",
+            compression,
         )
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
-        """Daphne's ``create_application`` (daphne 4.2.3), with an :class:`Inbox`
+        """Daphne's ``create_application`` (daphne 4.2), with an :class:`Inbox`
         instead of an ``asyncio.Queue`` (Daphne's own if not lean)."""
         if not self.lean:
             return super().create_application(protocol, scope)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.testing import StringTransport
 
 from jobupdates.delivery import lean_server
 from jobupdates.delivery.compression import Compressing, Refusals
-from jobupdates.delivery.lean_server import Inbox, lean_protocol, missing_internals
+from jobupdates.delivery.internals import probe
+from jobupdates.delivery.lean_server import Inbox, lean_protocol
 
 
 async def test_the_inbox_gives_items_in_order_and_wakes_a_waiting_getter():
@@ -90,12 +92,15 @@ def test_the_lean_protocol_with_deflate_accepts_offers_and_compresses_on_its_own
     assert "server_no_context_takeover" in accept.get_extension_string()
 
 
-def test_the_probe_finds_the_pinned_internals_and_names_what_is_missing(monkeypatch):
-    assert missing_internals() == []
-    monkeypatch.setattr(WebSocketProtocol, "CONFIG_ATTRS", None)
-    assert missing_internals() == ["WebSocketProtocol.CONFIG_ATTRS as a list of option names"]
-    monkeypatch.delattr(lean_server.Server, "create_application")
-    assert "Server.create_application" in missing_internals()
+def test_the_server_runs_stock_when_the_probe_misses_a_lean_name(monkeypatch):
+    scheduled: list[object] = []
+    monkeypatch.setattr(lean_server.reactor, "callWhenRunning", scheduled.append)
+    server = lean_server.LeanServer.__new__(lean_server.LeanServer)  # no run(): no reactor
+    server.start(probe())
+    assert (server.lean, server.deflate, len(scheduled)) == (True, True, 1)
+    monkeypatch.setattr(WebSocketServerProtocol, "CONFIG_ATTRS", None)  # autobahn's, inherited
+    server.start(probe())
+    assert (server.lean, server.deflate, len(scheduled)) == (False, False, 1)
 
 
 @pytest.mark.parametrize(("lean", "queue"), [(True, Inbox), (False, asyncio.Queue)])
