@@ -115,6 +115,7 @@ class JobUpdatesConsumer(HoldsAuthority, LeanWebsocketConsumer):
         )
         self.bucket = TokenBucket(conf.RATE_LIMIT, conf.RATE_BURST)
         self.strikes = Strikes(conf.MAX_STRIKES)
+        self.hold_authority()  # as soon as it can act: a change from now on reaches it
         if isinstance(self.channel_layer, JobUpdatesChannelLayer):
             self.channel_layer.attach(self.channel_name, feed)
         await self.channel_layer.group_add(conf.GROUP, self.channel_name)
@@ -130,7 +131,6 @@ class JobUpdatesConsumer(HoldsAuthority, LeanWebsocketConsumer):
                 self.subscriptions(),
                 lambda: feed.sent,
             )
-        self.hold_authority()
         logger.info("client %s connected (user %s)", self.client_id, self.user_key)
 
     async def send(
