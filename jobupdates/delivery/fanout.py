@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from jobupdates.delivery.faults import Fault, LayerFaults
 from jobupdates.delivery.mailboxes import Slot
 from jobupdates.delivery.resync import ORIGIN, missed, resume_after
+from jobupdates.delivery.unencodable import json_frame
 from jobupdates.history import History
 from jobupdates.monitoring.deliveries import counters
 from jobupdates.monitoring.metrics import DUPLICATES_DROPPED, UPDATES_FILLED
@@ -37,7 +38,6 @@ from jobupdates.protocol.frames import reset_frame
 from jobupdates.protocol.logs import loggable
 from jobupdates.protocol.positions import Position, PositionError, ResetReason
 from jobupdates.protocol.sequence import Sequencer, Verdict
-from jobupdates.protocol.wire import text_frame
 
 __all__ = [
     "SINK_FAILED_EVENT",
@@ -83,7 +83,8 @@ def job_update_send(update: JobUpdateEvent) -> dict[str, Any]:
 
     ``job_id``, ``position`` and ``gap`` ride along for the sinks' filters, and
     ``frame``, the WebSocket frame, for sinks that write to the socket
-    themselves; ASGI servers ignore keys they do not know.
+    themselves (:data:`~jobupdates.delivery.unencodable.UNENCODABLE` if the text is
+    not JSON: an older bridge's ``Infinity``); ASGI servers ignore keys they do not know.
     """
     text = update.text
     return {
@@ -92,7 +93,7 @@ def job_update_send(update: JobUpdateEvent) -> dict[str, Any]:
         "job_id": update.job_id,
         "position": update.position,
         "gap": update.gap,
-        "frame": text_frame(text.encode()),
+        "frame": json_frame(text, update.position, update.job_id),
     }
 
 

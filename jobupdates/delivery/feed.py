@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from jobupdates.delivery.unencodable import UNENCODABLE, skip_log
 from jobupdates.history import ReplayEntry
 from jobupdates.monitoring.metrics import FRAMES_BUILT
-from jobupdates.protocol.encodings import Encoding, asgi_send, payload
+from jobupdates.protocol.encodings import Encoding, Unencodable, asgi_send, payload
 from jobupdates.protocol.frames import reset_frame
 from jobupdates.protocol.positions import Position, PositionError, ResetReason, as_state
 from jobupdates.protocol.wire import Framing
@@ -48,11 +49,18 @@ def framed(message: dict[str, Any], framing: Framing) -> bytes:
     """The frame of a job update's message (:func:`~jobupdates.delivery.layers.job_update_send`)
     in ``framing``, built on first use and kept in the message, which every connection of
     the process shares: once per update, process and framing, and counted then (in
-    ``jobupdates_frames_built_total``), never per connection."""
+    ``jobupdates_frames_built_total``), never per connection. :data:`UNENCODABLE` (empty)
+    if the framing's encoding cannot carry it (skipped, logged once)."""
     frame: bytes | None = message.get(framing.key)
     if frame is None:
         encoding = Encoding.MSGPACK if framing.binary else Encoding.JSON
-        frame = message[framing.key] = framing.build(payload(message["text"], encoding))
+        try:
+            frame = framing.build(payload(message["text"], encoding))
+        except Unencodable as exc:
+            skip_log.skipped(exc, message["text"], message.get("position"), message.get("job_id"))
+            frame = message[framing.key] = UNENCODABLE
+            return frame
+        message[framing.key] = frame
         built = _BUILT.get(framing.key)
         if built is None:  # plain JSON, from a message that came without its frame
             built = _BUILT[framing.key] = FRAMES_BUILT.labels(framing_label(framing))
@@ -163,29 +171,42 @@ class Feed:
         write = self.write
         if write is not None and "frame" in message:
             frame = message.get(self.frame_key) or framed(message, self.framing)
-            pending = write(frame)  # the hot path: inlined, as :meth:`_emit` does it
+            if not frame:  # UNENCODABLE: an older bridge's number this encoding cannot carry
+                return False
+            pending = write(frame)  # the hot path: inlined, as :meth:`_write` does it
             self.sent += 1
             self.position = message.get("position") or self.position
             if pending > self.max_backlog:
                 self._overflow(f"{pending} bytes unread, over the limit of {self.max_backlog}")
-        else:
-            await self._emit(message)
+            return True
+        return await self._emit(message)
+
+    async def _emit(self, message: dict[str, Any]) -> bool:
+        """Send one layer message through the ASGI ``send``; return whether it was sent."""
+        position = message.get("position")
+        if not await self._write(message["text"], position, message.get("job_id")):
+            return False
+        if position is not None:
+            self.position = position
         return True
 
-    async def _emit(self, message: dict[str, Any]) -> None:
-        """Send one message through the ASGI ``send``, then check the backlog bound.
+    async def _write(self, text: str, position: str | None, job_id: str | None) -> bool:
+        """Send one message (JSON ``text``) in the connection's encoding through the ASGI
+        ``send``, then check the backlog bound; False if the encoding cannot carry it
+        (skipped, logged once: :mod:`jobupdates.delivery.unencodable`).
 
         Every write but the fast path's goes through here (replay, states,
         held updates, resets), so none of them can pass the bound either.
         """
-        position = message.get("position")
-        if self.encoding is not Encoding.JSON and "text" in message:
-            message = asgi_send(message["text"], self.encoding)
+        try:
+            message = asgi_send(text, self.encoding)
+        except Unencodable as exc:
+            skip_log.skipped(exc, text, position, job_id)
+            return False
         await self.send(message)
         self.sent += 1
-        if position is not None:
-            self.position = position
         self._check_backlog()
+        return True
 
     def _check_backlog(self) -> None:
         if self.backlog is not None and (pending := self.backlog()) > self.max_backlog:
@@ -212,7 +233,7 @@ class Feed:
             if self.overflowed:
                 return
             if entry.gap or self.wants(entry.job_id):
-                await self._send_text(entry.frame)
+                await self._send_text(entry.frame, entry)
             self.last_replayed = entry.position
             self.position = str(entry.position)
 
@@ -221,7 +242,7 @@ class Feed:
         for entry in entries:
             if self.overflowed:
                 return
-            await self._send_text(as_state(entry.frame))
+            await self._send_text(as_state(entry.frame), entry)
             self._state_positions[entry.job_id] = entry.position
 
     async def go_live(self) -> None:
@@ -239,9 +260,12 @@ class Feed:
         """Tell the client it missed updates it cannot get back."""
         await self._send_text(reset_frame(reason.value, message))
 
-    async def _send_text(self, text: str) -> None:
+    async def _send_text(self, text: str, entry: ReplayEntry | None = None) -> None:
         if not self.overflowed:
-            await self._emit(asgi_send(text, Encoding.JSON))
+            if entry is None:
+                await self._write(text, None, None)
+            else:
+                await self._write(text, str(entry.position), entry.job_id)
 
     def _covered(self, message: dict[str, Any]) -> bool:
         """Whether the replay or a state already sent ``message``'s update.

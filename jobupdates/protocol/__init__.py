@@ -4,7 +4,8 @@ Parsing, validation and encoding of everything that crosses a trust boundary,
 as pure functions and dataclasses with no Django, asyncio or Redis imports,
 the way python-websockets keeps its protocol apart from its I/O:
 
-* :mod:`~jobupdates.protocol.updates`: the messages workers PUBLISH on Redis;
+* :mod:`~jobupdates.protocol.updates`: the messages workers PUBLISH on Redis,
+  with :mod:`~jobupdates.protocol.numbers`: the numbers both encodings carry;
 * :mod:`~jobupdates.protocol.frames`: the frames exchanged with clients, with
   their error and close codes;
 * :mod:`~jobupdates.protocol.events`: the layer event (a job update from the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import msgpack
 import pytest
@@ -11,7 +12,9 @@ from jobupdates.protocol.encodings import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     Encoding,
+    Unencodable,
     asgi_send,
+    check_json,
     negotiate,
     payload,
 )
@@ -96,3 +99,53 @@ def test_a_json_connection_still_refuses_binary_frames():
     with pytest.raises(FrameError) as raised:
         parse_client_frame(None, msgpack.packb({"type": "ping"}))
     assert raised.value.code is ErrorCode.BINARY_FRAME
+
+
+# What an older bridge may have recorded: a text one encoding cannot carry
+
+INFINITE = '{"type":"job_update","job_id":"n","status":"processing","data":{"x":Infinity}}'
+HUGE = '{"type":"job_update","job_id":"n","status":"processing","data":{"x":18446744073709551616}}'
+
+
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_a_text_with_a_non_standard_constant_is_carried_by_neither(constant):
+    text = INFINITE.replace("Infinity", constant)
+    for encoding in Encoding:
+        with pytest.raises(Unencodable) as refused:
+            asgi_send(text, encoding)
+        assert refused.value.encoding is encoding
+        assert refused.value.detail == (
+            f"expected JSON text, got the non-standard constant {constant}"
+        )
+        with pytest.raises(Unencodable):
+            payload(text, encoding)
+
+
+def test_an_integer_beyond_64_bits_is_carried_by_json_only():
+    assert asgi_send(HUGE, Encoding.JSON) == {"type": "websocket.send", "text": HUGE}
+    assert payload(HUGE, Encoding.JSON) == HUGE.encode()
+    with pytest.raises(Unencodable) as refused:
+        payload(HUGE, Encoding.MSGPACK)
+    assert refused.value.encoding is Encoding.MSGPACK
+    assert refused.value.detail.endswith("got the integer 18446744073709551616")
+    edge = HUGE.replace("18446744073709551616", "18446744073709551615")
+    assert msgpack.unpackb(payload(edge, Encoding.MSGPACK))["data"] == {"x": 2**64 - 1}
+
+
+def test_the_json_check_parses_only_a_text_that_may_hold_a_constant():
+    check_json('{"data":"NaN and -Infinity, in a string"}')  # parsed: fine
+    check_json('{"data":' + "[" * 100_000)  # not parsed: no constant in it
+    with pytest.raises(Unencodable, match="expected JSON text, Expecting"):
+        check_json('{"data":"Infinity",')
+
+
+def test_a_text_msgpack_cannot_nest_is_unencodable_not_an_error():
+    """Python 3.13's json nests deeper than MessagePack's 1,024 levels (3.11's, here)."""
+    deep = '{"data":' + "[" * 1100 + "]" * 1100 + "}"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 5000))
+    try:
+        with pytest.raises(Unencodable, match="expected JSON text MessagePack carries"):
+            payload(deep, Encoding.MSGPACK)
+    finally:
+        sys.setrecursionlimit(limit)

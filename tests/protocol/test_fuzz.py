@@ -1,9 +1,16 @@
-"""Hostile input: the parsers never crash, and every rejection says why."""
+"""Hostile input: the parsers never crash, and every rejection says why.
+
+What the bridge accepts, clients can read: its frame is strict JSON (no
+``Infinity`` or ``NaN``) and is the same value once re-encoded in MessagePack,
+as a server process does for MessagePack clients.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +23,7 @@ from jobupdates.protocol import (
     parse_client_frame,
     parse_job_update,
 )
+from jobupdates.protocol.encodings import Encoding, payload
 from jobupdates.protocol.positions import Position, PositionError
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -24,6 +32,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.integers(min_value=-(2**63) - 2, max_value=2**64 + 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda children: (
@@ -34,15 +43,40 @@ json_values = st.recursive(
 odd_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=200)
 
 
-def check_update(payload: bytes) -> None:
+CLIENT_DEPTH = 1000
+"""The deepest nesting MessagePack clients decode (jobupdates.js's ``MAX_DEPTH``;
+msgpack-python's unpacker stops at 1,023): deeper updates are not checked here."""
+
+
+def depth(value: Any) -> int:
+    """How deep arrays and maps nest in ``value`` (a scalar: 0)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend(
+                (child, level + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+def not_json(name: str) -> Any:
+    raise AssertionError(f"expected strict JSON, got the constant {name}")
+
+
+def check_update(raw: bytes) -> None:
     try:
-        update = parse_job_update(payload, max_bytes=64 * 1024)
+        update = parse_job_update(raw, max_bytes=64 * 1024)
         frame = update.to_frame()
     except InvalidJobUpdate as exc:
         assert isinstance(exc.reason, RejectReason)
         assert exc.detail.startswith("expected"), exc.detail
         return
-    decoded = json.loads(frame)
+    decoded = json.loads(frame, parse_constant=not_json)  # what a browser's JSON.parse reads
+    packed = payload(frame, Encoding.MSGPACK)  # as a server process encodes it: never fails
+    if depth(decoded) <= CLIENT_DEPTH:
+        assert msgpack.unpackb(packed, raw=False) == decoded
     assert decoded["type"] == "job_update"
     assert decoded["status"] in DEFAULT_STATUSES
     assert decoded["job_id"] == update.job_id
@@ -83,6 +117,18 @@ def test_deep_nesting(depth, in_objects):
 @given(digits=st.integers(min_value=1, max_value=20_000))
 def test_huge_numbers(digits):
     check_update(f'{{"job_id":"j","status":"queued","data":{"9" * digits}}}'.encode())
+
+
+@FUZZ
+@given(
+    mantissa=st.integers(min_value=-(10**20), max_value=10**20),
+    exponent=st.integers(min_value=-400, max_value=400),
+    nested=st.booleans(),
+)
+def test_numbers_near_and_past_both_encodings_limits(mantissa, exponent, nested):
+    number = f"{mantissa}e{exponent}"  # 1e400 is JSON that Python parses to infinity
+    data = f'{{"a":[1,{{"b":{number}}}]}}' if nested else number
+    check_update(f'{{"job_id":"j","status":"queued","data":{data}}}'.encode())
 
 
 @FUZZ

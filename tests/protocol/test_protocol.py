@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import hypothesis
+import msgpack
 import pytest
 from hypothesis import strategies as st
 
@@ -111,6 +113,46 @@ def test_frame_has_exactly_the_four_fields_and_keeps_unicode():
         "data": {"k": "v", "u": "é"},
     }
     assert "é" in frame
+
+
+NUMBERS_NOT_CARRIED = [
+    b'{"job_id":"n","status":"processing","data":{"x":1e400}}',
+    b'{"job_id":"n","status":"processing","data":[-1E+999]}',
+    b'{"job_id":"n","status":"processing","data":{"x":18446744073709551616}}',
+    b'{"job_id":"n","status":"processing","data":-9223372036854775809}',
+    b'{"job_id":"n","status":"processing","data":{"a":[1,{"b":[2,' + b"9" * 4000 + b"]}]}}",
+]
+
+
+@pytest.mark.parametrize("payload", NUMBERS_NOT_CARRIED)
+def test_numbers_json_or_msgpack_clients_cannot_receive_are_invalid_number(payload):
+    with pytest.raises(InvalidJobUpdate) as rejected:
+        parse_job_update(payload).to_frame()  # the bridge encodes each update it accepts
+    assert rejected.value.reason is RejectReason.INVALID_NUMBER
+    assert rejected.value.detail.startswith("expected numbers both JSON and MessagePack")
+
+
+def test_numbers_at_the_edges_of_the_range_reach_both_encodings_unchanged():
+    data = {"max": 2**64 - 1, "min": -(2**63), "large": 1.7976931348623157e308, "tiny": 5e-324}
+    frame = JobUpdate("j", "queued", data).to_frame()
+    assert json.loads(frame, parse_constant=pytest.fail)["data"] == data
+    assert msgpack.unpackb(msgpack.packb(json.loads(frame)))["data"] == data
+
+
+def test_nesting_msgpack_cannot_carry_is_too_deep():
+    """Python 3.13's json parses deeper than MessagePack's 1,024 levels (3.11's, here)."""
+    data: list = []
+    for _ in range(1100):
+        data = [data]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 5000))
+    try:
+        with pytest.raises(InvalidJobUpdate) as rejected:
+            JobUpdate("j", "queued", data).to_frame()
+    finally:
+        sys.setrecursionlimit(limit)
+    assert rejected.value.reason is RejectReason.TOO_DEEP
+    assert rejected.value.detail.startswith("expected JSON nested within")
 
 
 def test_lone_surrogate_cannot_reach_a_client():
