@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import payloads, phases, profiling, report, sessions
+from benchmarks import payloads, phases, profiling, report, sessions, sweep_cost
 from benchmarks.loadgen_client import GeneratorPool
+from benchmarks.options import CLIENT_PHASES, FAN_OUT_PHASES, parse_args
 from benchmarks.storm import storm
 from benchmarks.sysstats import machine_info
 from benchmarks.targets import (
     COOKIELESS,
-    DEFAULT_TARGETS,
     NOTHING,
-    TARGETS,
     USER,
     VARIANT_PHASES,
     VARIANTS,
@@ -34,77 +33,6 @@ from benchmarks.wire import Offer
 
 logger = logging.getLogger(__name__)
 
-RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-FAN_OUT_PHASES = ("idle", "throughput", "latency")
-CLIENT_PHASES = (*FAN_OUT_PHASES, "storm")
-PHASES = ("ingest", *CLIENT_PHASES)
-LARGE = 5000
-"""From this many connections, the defaults switch to the idle-memory case."""
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 50 clients, 1 short round")
-    parser.add_argument("--connections", type=int, help="clients per target (default 1000)")
-    parser.add_argument(
-        "--rounds", type=int, help="interleaved rounds (default 3; 1 if --quick or large)"
-    )
-    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGETS)}")
-    parser.add_argument("--phases", help=f"comma-separated, of {','.join(PHASES)}")
-    parser.add_argument("--throughput-seconds", type=float, help="publishing time (default 5)")
-    parser.add_argument("--window", type=int, default=10, help="updates in flight when publishing")
-    parser.add_argument("--latency-messages", type=int, help="updates at --rate (default 100)")
-    parser.add_argument("--rate", type=float, default=10.0, help="latency phase updates/s")
-    parser.add_argument("--ingest-messages", type=int, help="bridge ingest burst (default 20000)")
-    parser.add_argument(
-        "--payload",
-        choices=payloads.KINDS,
-        default="typical",
-        help="updates published to clients: typical job updates (default), or the filler of"
-        " earlier runs",
-    )
-    parser.add_argument(
-        "--ingest-payload",
-        choices=payloads.KINDS,
-        default="pad",
-        help="updates of the bridge ingest phase (default pad: what its 10,000 msg/s goal"
-        " was set on)",
-    )
-    parser.add_argument(
-        "--pad-bytes", type=int, default=100, help="filler in each update's data (--payload pad)"
-    )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        help="seconds to wait for a quiet machine per phase (20; 0 if --quick)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="record the server with py-spy during throughput and latency; report module shares",
-    )
-    parser.add_argument("--server-core", type=int, default=0)
-    parser.add_argument("--generator-core", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    quick, large = args.quick, (args.connections or 0) >= LARGE
-    args.connections = args.connections or (50 if quick else 1000)
-    args.rounds = args.rounds or (1 if quick or large else 3)
-    args.targets = (
-        args.targets or ("project,websockets" if large else ",".join(DEFAULT_TARGETS))
-    ).split(",")
-    args.phases = (args.phases or ("idle,throughput" if large else ",".join(PHASES))).split(",")
-    args.throughput_seconds = args.throughput_seconds or (1.5 if quick else 5.0)
-    args.latency_messages = args.latency_messages or (20 if quick else 100)
-    args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 20.0)
-    args.ingest_messages = args.ingest_messages or (2000 if quick else 20_000)
-    unknown = set(args.targets) - set(TARGETS) | set(args.phases) - set(PHASES)
-    if unknown:
-        parser.error(f"unknown target or phase: {', '.join(sorted(unknown))}")
-    return args
-
 
 def run_target(
     name: str,
@@ -115,7 +43,7 @@ def run_target(
 ) -> dict[str, Any]:
     """Start target ``name``, run the chosen phases on it, stop it; return its results.
 
-    ``cookies``: one session per client, for the storm on targets that log in. With
+    ``cookies``: one session per client, for the clients of targets that log in. With
     ``--profile``, py-spy's raw samples are kept beside ``--output``
     (``python -m benchmarks.profiling FILE`` reads them).
     """
@@ -124,6 +52,8 @@ def run_target(
         args = argparse.Namespace(**{**vars(args), "phases": [*VARIANT_PHASES & {*args.phases}]})
     logger.info("round %d: %s", round_, name)
     stack = start(name, database, {args.server_core})
+    if stack.cookie and not args.shared_session:
+        stack.cookies = cookies
     pool: GeneratorPool | None = None
     run: dict[str, Any] = {"target": name, "round": round_, "connections": args.connections}
     try:
@@ -167,12 +97,17 @@ def run_target(
 def fan_out_phases(
     stack: Stack, pool: GeneratorPool, args: argparse.Namespace, pad: str, profile: Path | None
 ) -> dict[str, Any]:
-    """Connect every client (idle memory), run throughput and latency, close them all.
+    """Connect every client (idle memory), run throughput and latency, close them all;
+    on project and project-nosweep, time the re-validation sweep meanwhile
+    (:class:`benchmarks.sweep_cost.Watch`).
 
     With ``profile``, py-spy records the server there from the end of the ramp
     to the end of the latency phase.
     """
     run: dict[str, Any] = {"connect": phases.connect(stack, pool)}
+    watch = None
+    if stack.name in sweep_cost.SWEEPING:  # before the profiler: its window is idle
+        watch = sweep_cost.Watch(stack, pool, run["connect"]["connected"], args.sweep_window)
     profiler = profiling.Profiler(stack.server.popen.pid, profile) if profile else None
     try:
         if "throughput" in args.phases:
@@ -193,6 +128,8 @@ def fan_out_phases(
         if profiler is not None:
             run["profile"] = profiler.stop()
             profiler = None
+        if watch is not None:
+            run["sweep"] = watch.finish()
     finally:
         if profiler is not None:
             profiler.stop()
@@ -265,9 +202,11 @@ def _server_health(stack: Stack) -> tuple[list[str], list[str]]:
     return errors[-10:], flags
 
 
-def storm_cookies(args: argparse.Namespace, database: str) -> list[str]:
-    """Create one session per client if the storm runs on a target that logs in."""
-    if "storm" not in args.phases or set(args.targets) <= COOKIELESS:
+def client_cookies(args: argparse.Namespace, database: str) -> list[str]:
+    """Create one session per client if a target that logs in has clients: its storm
+    and (unless ``--shared-session``) its fan-out clients send them."""
+    fan_out = set(FAN_OUT_PHASES) & set(args.phases) and not args.shared_session
+    if not (fan_out or "storm" in args.phases) or set(args.targets) <= COOKIELESS:
         return []
     return sessions.create(database, USER[0], args.connections)
 
@@ -283,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as directory:
         database = prepare_database(Path(directory))
-        cookies = storm_cookies(args, database)
+        cookies = client_cookies(args, database)
         for round_ in range(1, args.rounds + 1):
             shift = (round_ - 1) % len(args.targets)
             for name in args.targets[shift:] + args.targets[:shift]:  # interleaved A/B order

@@ -148,12 +148,16 @@ def connect(
 
     The clients offer ``offer`` (default: the target's), and a flag is raised
     for any connection that did not negotiate ``agreed`` (default: the target's).
+    Client i sends ``stack.cookies[i]`` if the target has them, else ``stack.cookie``.
     """
     offer = stack.offer if offer is None else offer
     agreed = stack.agreed if agreed is None else agreed
     overflows = listen_overflows()
     before = rss_bytes(stack.server_pids)
-    reports = pool.connect(stack.url, stack.origin, stack.cookie, offer=offer.headers)
+    cookies = stack.cookies or None  # one session per client, as browsers have
+    reports = pool.connect(
+        stack.url, stack.origin, stack.cookie, cookies=cookies, offer=offer.headers
+    )
     after = rss_bytes(stack.server_pids)
     connected = sum(r["connected"] for r in reports)
     overflowed = listen_overflows() - overflows

@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks import sweep_report
 from benchmarks.targets import BASELINE, VARIANT_BASE, VARIANTS
 
 IDLE_GOAL_CONNECTIONS = 10_000
@@ -123,7 +124,9 @@ def summarize(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
             entry["vs_project"] = {
                 metric: _paired_ratio(mine, base_runs, METRICS[metric]) for metric in VARIANT_RATIOS
             }
-    return {"targets": summary, "goals": _goals(summary, connections)}
+    sweep = sweep_report.summarize(runs)  # [16]: project and project-nosweep
+    goals = _goals(summary, connections) + sweep_report.goals(sweep)
+    return {"targets": summary, "goals": goals, "sweep": sweep}
 
 
 def _paired_ratio(
@@ -305,6 +308,7 @@ def table(results: dict[str, Any]) -> str:
     for goal in results["summary"]["goals"]:
         met = {True: "yes", False: "NO", None: "n/a"}[goal["met"]]
         lines.append(f"| {goal['goal']} | {_fmt(goal['measured'], 2)} | {goal['limit']} | {met} |")
+    lines += sweep_report.table(results["summary"].get("sweep"))
     payload = results.get("payload")
     if payload:
         lines.append("")

@@ -6,6 +6,8 @@
 * ``websockets``: :mod:`benchmarks.reference_server`, the baseline;
 * ``stock``: Daphne serving :mod:`benchmarks.stock.asgi` and :mod:`benchmarks.stock.bridge`;
 * ``daphne``: Daphne serving :mod:`benchmarks.plain_daphne`, the floor Daphne itself sets;
+* ``project-noregistry``, ``project-nosweep``: the project with the client
+  registry, or the re-validation sweep, turned off (on/off A/Bs with ``project``);
 * ``project-deflate``, ``project-msgpack`` and the other :data:`VARIANTS`: the
   project as deployed, its clients offering permessage-deflate or the msgpack
   subprotocol (:class:`benchmarks.wire.Offer`), compared with ``project`` (whose
@@ -78,6 +80,7 @@ TARGETS = (
     *DEFAULT_TARGETS,
     "daphne",
     "project-noregistry",
+    "project-nosweep",
     *(name for name in VARIANTS if name not in DEFAULT_TARGETS),
 )
 BASELINE = "websockets"
@@ -88,8 +91,9 @@ PROJECT_ENV = {
     "JOBUPDATES_MAX_CONNECTIONS_PER_USER": "1000000",
     "JOBUPDATES_MAX_CONNECTIONS_PER_PROCESS": "20000",
 }
-"""The limits raised for the project: every benchmark client shares one login
-(the default cap is 20 connections per user), and the 10,000-connection run
+"""The limits raised for the project: every benchmark client is the one bench user
+(its own session of it, or the harness's login with ``--shared-session``; the
+default cap is 20 connections per user), and the 10,000-connection run
 sits exactly at the default per-process cap. Everything else, the channel
 layer included, comes from ``botrix_site.settings``."""
 
@@ -104,6 +108,10 @@ class Stack:
     port: int
     bridge: Process | None = None
     cookie: str = ""
+    """The harness's own login (the warm-up's, and what ``/metrics`` is read with)."""
+    cookies: list[str] = field(default_factory=list)
+    """One session per client (:mod:`benchmarks.sessions`); empty: every client sends
+    :attr:`cookie`."""
     extra: list[Process] = field(default_factory=list)
     offer: Offer = field(default_factory=Offer)
     """What the target's clients offer in their handshake."""
@@ -188,6 +196,13 @@ def _project_without_registry(redis: RedisServer, env: dict[str, str]) -> Stack:
     return stack
 
 
+def _project_without_sweep(redis: RedisServer, env: dict[str, str]) -> Stack:
+    """The project with ``JOBUPDATES_REAUTH_SECONDS=0``: what the re-validation sweep costs."""
+    stack = _project(redis, {**env, "JOBUPDATES_REAUTH_SECONDS": "0"})
+    stack.name = "project-nosweep"
+    return stack
+
+
 def _variant(name: str) -> Starter:
     """The starter of variant ``name`` (:data:`VARIANTS`)."""
     variant = VARIANTS[name]
@@ -254,5 +269,6 @@ _STARTERS: dict[str, Starter] = {
     "websockets": _websockets,
     "daphne": _daphne,
     "project-noregistry": _project_without_registry,
+    "project-nosweep": _project_without_sweep,
     **{name: _variant(name) for name in VARIANTS},
 }
