@@ -127,7 +127,8 @@ class Authorities:
 
     async def _sweep_forever(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(interval)  # a period, not a wait for an event
+            # a period, not a wait for an event; a long sweep shortens the next pause
+            await asyncio.sleep(max(interval - self.last_sweep_seconds, 0.0))
             try:
                 await self.sweep()
             except Exception as exc:  # the next sweep runs whatever this one did
