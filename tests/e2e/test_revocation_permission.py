@@ -29,8 +29,8 @@ from tests.support.revocation import Cluster, demote, grant, new_user, two_proce
 from tests.support.revoked_sockets import (
     SIGNAL_BOUND,
     SLACK,
+    check_narrowing,
     expect_closes,
-    expect_narrowed,
     found_by,
     open_pair,
     still_receiving,
@@ -96,23 +96,9 @@ async def test_losing_the_all_jobs_permission_closes_the_feed(cluster, request, 
 
 
 async def test_a_job_the_authorizer_no_longer_grants_is_unsubscribed(cluster, request):
-    user = new_user(cluster.django)
-    cookie = login(cluster.servers["a"].port, user.name, user.password)
-    demote(cluster.django, user)
-    kept, lost = f"{user.name}-kept", f"{user.name}-lost"
-    grant(cluster, user, kept, lost)
-    async with contextlib.AsyncExitStack() as exits:
-        sockets = await open_pair(cluster, exits, cookie, path=f"/ws?job={kept}&job={lost}")
-        others = await open_pair(cluster, exits, cluster.other_cookie)
-        grant(cluster, user, lost, revoke=True)
-        reauthorize = f"jobupdates.reauthorize(job_id={lost!r})"
-        trigger = cluster.change(reauthorize)
-        await expect_narrowed(
-            request.node.name, cluster, sockets, trigger, lost=lost, kept=kept, timeout=TIMEOUT
-        )
-        for socket in sockets:
-            found_by(cluster, socket, user, "narrow", ANNOUNCED)
-        await still_receiving(cluster, others)
+    await check_narrowing(
+        cluster, request.node.name, announced=True, source=ANNOUNCED, timeout=TIMEOUT
+    )
 
 
 async def test_a_subscriber_granted_none_of_its_jobs_is_closed(cluster, request):

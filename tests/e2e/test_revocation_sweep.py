@@ -12,17 +12,16 @@ sweep").
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from harness.clients import login
-from tests.support.revocation import Cluster, demote, grant, new_user, two_processes
+from tests.support.revocation import Cluster, new_user, two_processes
 from tests.support.revoked_sockets import (
     SLACK,
+    check_narrowing,
     expect_closes,
-    expect_narrowed,
     found_by,
     open_pair,
     still_receiving,
@@ -89,22 +88,6 @@ async def test_a_user_deactivated_by_queryset_update_is_found_by_the_sweep(clust
 
 
 async def test_an_authorizers_own_data_is_found_by_the_sweep(cluster, request):
-    user = new_user(cluster.django)
-    cookie = login(cluster.servers["a"].port, user.name, user.password)
-    demote(cluster.django, user)
-    kept, lost = f"{user.name}-kept", f"{user.name}-lost"
-    grant(cluster, user, kept, lost)
-    async with contextlib.AsyncExitStack() as exits:
-        sockets = await open_pair(cluster, exits, cookie, path=f"/ws?job={kept}&job={lost}")
-        others = await open_pair(cluster, exits, cluster.other_cookie)
-
-        def trigger() -> float:
-            grant(cluster, user, lost, revoke=True)  # no signal, no call
-            return time.time()
-
-        await expect_narrowed(
-            request.node.name, cluster, sockets, trigger, lost=lost, kept=kept, timeout=TIMEOUT
-        )
-        for socket in sockets:
-            found_by(cluster, socket, user, "narrow", SWEEP)
-        await still_receiving(cluster, others)
+    await check_narrowing(
+        cluster, request.node.name, announced=False, source=SWEEP, timeout=TIMEOUT
+    )

@@ -25,13 +25,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from harness.clients import recv_json, welcomed, ws_connect
-from tests.support.revocation import Cluster, User
+from harness.clients import login, recv_json, welcomed, ws_connect
+from tests.support.revocation import Cluster, User, demote, grant, new_user
 
 __all__ = [
     "SIGNAL_BOUND",
     "SLACK",
     "Socket",
+    "check_narrowing",
     "closed_with",
     "expect_closes",
     "expect_narrowed",
@@ -168,6 +169,38 @@ async def expect_narrowed(
     for socket in sockets:
         update = await recv_json(socket.ws, timeout=SLACK)
         assert (update["type"], update["job_id"]) == ("job_update", kept), socket.server
+
+
+async def check_narrowing(
+    cluster: Cluster, test: str, *, announced: bool, source: str, timeout: float
+) -> None:
+    """A subscriber of two jobs, on each process, whose authorizer stops granting one:
+    ``unsubscribed`` for it (after ``jobupdates.reauthorize(job_id=...)`` if
+    ``announced``, else with no signal and no call), found by ``source``; another
+    user's sockets keep receiving."""
+    user = new_user(cluster.django)
+    cookie = login(cluster.servers["a"].port, user.name, user.password)
+    demote(cluster.django, user)
+    kept, lost = f"{user.name}-kept", f"{user.name}-lost"
+    grant(cluster, user, kept, lost)
+    async with contextlib.AsyncExitStack() as exits:
+        sockets = await open_pair(cluster, exits, cookie, path=f"/ws?job={kept}&job={lost}")
+        others = await open_pair(cluster, exits, cluster.other_cookie)
+
+        def unannounced() -> float:
+            grant(cluster, user, lost, revoke=True)
+            return time.time()
+
+        trigger = unannounced
+        if announced:
+            grant(cluster, user, lost, revoke=True)
+            trigger = cluster.change(f"jobupdates.reauthorize(job_id={lost!r})")
+        await expect_narrowed(
+            test, cluster, sockets, trigger, lost=lost, kept=kept, timeout=timeout
+        )
+        for socket in sockets:
+            found_by(cluster, socket, user, "narrow", source)
+        await still_receiving(cluster, others)
 
 
 async def closed_with(socket: Socket) -> int:
